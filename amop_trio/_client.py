@@ -1,0 +1,669 @@
+"""The AMOP client: ``open_amop``, subscriptions, unicast and multicast.
+
+Theory of operation
+-------------------
+``open_amop`` owns a nursery holding one *supervisor* task. The supervisor
+opens a connection (a ``_Link``), handshakes, and runs three tasks for it: a
+reader that decodes frames and dispatches them, a writer that drains the
+link's bounded outbox onto the socket, and a pinger that declares the link
+dead when a WebSocket ping is not answered in time. When a link dies, every
+request in flight on it fails at once with ``ConnectionLostError``; the
+supervisor then reconnects with exponential backoff and jitter, handshakes
+again and resends the complete topic set.
+
+Subscriptions outlive links: each has a bounded memory channel that the
+reader feeds without ever blocking, so one slow subscriber cannot stall the
+connection (a full queue answers unicasts with a failure status, so the node
+can pick another subscriber, and drops multicasts, counting them).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Self
+
+import trio
+
+from ._errors import (
+    AmopError,
+    AmopTimeoutError,
+    ClientClosedError,
+    ConnectError,
+    ConnectionLostError,
+    NoSubscriberError,
+    RejectedError,
+    WireError,
+)
+from ._log import log_event
+from ._transport import websocket
+from ._transport.connection import FrameConnection
+from ._util import Pending, as_bytes, backoff_delay, unwrap_group, unwrapped_errors
+from ._wire.status import Status
+from ._wire.ws import (
+    DEFAULT_MAX_FRAME_SIZE,
+    EXT_RESPONSE,
+    Frame,
+    HandshakeRequest,
+    HandshakeResponse,
+    PacketType,
+    decode_amop_body,
+    decode_frame,
+    encode_amop_body,
+    encode_frame,
+    encode_subtopic,
+    new_seq,
+)
+
+logger = logging.getLogger("amop_trio.client")
+
+#: Default seconds a publish waits for its reply.
+DEFAULT_TIMEOUT = 10.0
+#: Status codes real nodes use for a timed-out request (3.x ``WsError::TimeOut``, tars).
+_TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
+_NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
+
+Data = bytes | bytearray | memoryview | str
+
+
+class MessageKind(enum.Enum):
+    """How a message was sent: to one subscriber, or to all of them."""
+
+    UNICAST = "unicast"
+    MULTICAST = "multicast"
+
+
+class _Link(FrameConnection):
+    """One live connection to a node, with the requests in flight on it."""
+
+    def __init__(self, sock: websocket.FrameSocket, endpoint: str, outbox_size: int) -> None:
+        super().__init__(sock, name=endpoint, outbox_size=outbox_size)
+        self.endpoint = endpoint
+        self.pending: dict[bytes, Pending[Frame]] = {}
+        self.acks = False
+        self.topics_version = -1
+
+    async def request(self, frame: Frame) -> Frame:
+        """Send ``frame`` and wait for the frame that answers its seq."""
+        if self.closed:
+            raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
+        waiter: Pending[Frame] = Pending()
+        self.pending[frame.seq] = waiter
+        try:
+            await self.send(encode_frame(frame))
+            await waiter.event.wait()
+        finally:
+            self.pending.pop(frame.seq, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def on_close(self, reason: str) -> None:
+        for waiter in self.pending.values():
+            waiter.fail(ConnectionLostError(f"connection to {self.endpoint} lost: {reason}"))
+        self.pending.clear()
+
+
+class Message:
+    """A message received on a subscription.
+
+    ``topic`` and ``data`` are what the publisher sent; ``kind`` says whether
+    it was a unicast or a multicast. A unicast expects exactly one
+    ``await message.reply(data)``; when the application moves on without
+    replying, the subscription sends an empty reply so the publisher never
+    waits in vain.
+    """
+
+    __slots__ = ("_link", "_replied", "_seq", "data", "kind", "topic")
+
+    def __init__(
+        self, topic: str, data: bytes, kind: MessageKind, link: _Link, seq: bytes
+    ) -> None:
+        self.topic = topic
+        self.data = data
+        self.kind = kind
+        self._link = link
+        self._seq = seq
+        self._replied = kind is MessageKind.MULTICAST
+
+    def __repr__(self) -> str:
+        return f"<Message {self.kind.value} topic={self.topic!r} data={self.data[:32]!r}>"
+
+    @property
+    def replied(self) -> bool:
+        """True once the message needs no reply any more."""
+        return self._replied
+
+    def _reply_frame(self, data: bytes, status: int = 0) -> bytes:
+        return encode_frame(
+            Frame(
+                PacketType.AMOP_RESPONSE, self._seq, data, status=status, ext=EXT_RESPONSE
+            )
+        )
+
+    async def reply(self, data: Data) -> None:
+        """Answer a unicast; the publisher's ``publish`` returns ``data``."""
+        if self.kind is not MessageKind.UNICAST:
+            raise AmopError("only unicast messages take a reply; this one was a multicast")
+        if self._replied:
+            raise AmopError(f"this message on topic {self.topic!r} has already been answered")
+        self._replied = True
+        await self._link.send(self._reply_frame(as_bytes(data)))
+
+    def _settle(self, status: int = 0) -> None:
+        """Answer with an empty reply (or a failure status) if nobody did; never blocks."""
+        if not self._replied:
+            self._replied = True
+            self._link.send_nowait(self._reply_frame(b"", status))
+
+
+class SubscriptionStatistics:
+    """Counters of one subscription, as returned by ``Subscription.statistics()``."""
+
+    __slots__ = ("busy", "dropped", "queued")
+
+    def __init__(self, queued: int, dropped: int, busy: int) -> None:
+        self.queued = queued
+        self.dropped = dropped
+        self.busy = busy
+
+    def __repr__(self) -> str:
+        return f"SubscriptionStatistics(queued={self.queued}, dropped={self.dropped}, busy={self.busy})"
+
+
+class Subscription:
+    """Messages of one topic, in arrival order, through a bounded queue.
+
+    Use it as ``async with client.subscribe(topic) as sub: async for msg in sub``
+    or directly as ``async for msg in client.subscribe(topic)``. Leaving the
+    ``async with``, or dropping the subscription after leaving the loop,
+    unsubscribes. When the queue is full, further multicasts are dropped (see
+    ``statistics().dropped``) and unicasts are refused with status 3003 so the
+    node can pick another subscriber (``statistics().busy``).
+    """
+
+    def __init__(self, client: AmopClient, topic: str, buffer: int) -> None:
+        if not topic:
+            raise ValueError("topic must not be empty")
+        self.topic = topic
+        self._client = client
+        self._send, self._recv = trio.open_memory_channel[Message](buffer)
+        self._state = "new"  # new -> open -> closed
+        self._last: Message | None = None
+        self._dropped = 0
+        self._busy = 0
+
+    def __repr__(self) -> str:
+        return f"<Subscription topic={self.topic!r} {self._state}>"
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._state == "new":
+            await self._open()
+        self._settle_last()
+        try:
+            message = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        self._last = message
+        return message
+
+    async def receive(self) -> Message:
+        """The next message; raises ``ClientClosedError`` once unsubscribed."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise ClientClosedError(f"subscription to {self.topic!r} is closed") from None
+
+    def statistics(self) -> SubscriptionStatistics:
+        return SubscriptionStatistics(
+            self._recv.statistics().current_buffer_used, self._dropped, self._busy
+        )
+
+    async def _open(self) -> None:
+        if self._state != "new":
+            return
+        self._state = "open"
+        self._client._add_subscription(self)
+        await self._client._sync_topics()
+
+    def _settle_last(self) -> None:
+        if self._last is not None:
+            self._last._settle()
+            self._last = None
+
+    def _close_now(self) -> bool:
+        """Unsubscribe without blocking; True if this call did close it."""
+        if self._state != "open":
+            self._state = "closed"
+            return False
+        self._state = "closed"
+        self._client._remove_subscription(self)
+        self._send.close()
+        self._settle_last()
+        # Unicasts nobody has seen go back to the node, which tries another subscriber.
+        while True:
+            try:
+                message = self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            message._settle(Status.NO_SUBSCRIBER_CLIENT)
+        return True
+
+    async def aclose(self) -> None:
+        """Unsubscribe; the node gets the new topic set before this returns."""
+        if self._close_now():
+            with trio.CancelScope(shield=True), trio.move_on_after(self._client._timeout):
+                await self._client._sync_topics()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "open" and self._close_now():
+            self._client._schedule_topic_sync()
+
+    def _offer(self, message: Message) -> bool:
+        """Hand a message to the application without blocking; False if the queue is full."""
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            if message.kind is MessageKind.MULTICAST:
+                self._dropped += 1
+            else:
+                self._busy += 1
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+
+class AmopClient:
+    """A connection to an AMOP node, kept alive across node restarts.
+
+    Create it with ``open_amop``; all methods are safe to call from many tasks.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float,
+        connect_timeout: float,
+        ping_interval: float,
+        ping_timeout: float,
+        reconnect: bool,
+        max_frame_size: int,
+        subscription_buffer: int,
+        outbox_size: int,
+    ) -> None:
+        self._urls = [websocket.endpoint_url(e, tls=ssl_context is not None) for e in endpoints]
+        if not self._urls:
+            raise ValueError("open_amop needs at least one endpoint")
+        self._ssl_context = ssl_context
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._reconnect = reconnect
+        self._max_frame_size = max_frame_size
+        self._subscription_buffer = subscription_buffer
+        self._outbox_size = outbox_size
+        self._subscriptions: dict[str, list[Subscription]] = {}
+        self._topics_version = 0
+        self._topic_lock = trio.Lock()
+        self._link: _Link | None = None
+        self._link_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._reconnects = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("connected" if self.connected else "connecting")
+        return f"<AmopClient {self.endpoint} {state}>"
+
+    # -- public API -------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection to a node is up."""
+        return self._link is not None and not self._link.closed
+
+    @property
+    def endpoint(self) -> str:
+        """The URL of the node currently (or last) connected to."""
+        return self._link.endpoint if self._link is not None else self._urls[0]
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this client subscribes to, sorted."""
+        return sorted(self._subscriptions)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection was re-established."""
+        return self._reconnects
+
+    def subscribe(self, topic: str, *, buffer: int | None = None) -> Subscription:
+        """A subscription to ``topic``; see ``Subscription`` for how to use it."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return Subscription(self, topic, self._subscription_buffer if buffer is None else buffer)
+
+    async def publish(self, topic: str, data: Data, *, timeout: float | None = None) -> bytes:
+        """Unicast ``data`` to one random subscriber of ``topic``; return its reply.
+
+        Raises ``NoSubscriberError``, ``AmopTimeoutError``, ``ConnectionLostError``
+        or ``RejectedError`` (with the node's status code).
+        """
+        timeout = self._timeout if timeout is None else timeout
+        frame = Frame(PacketType.AMOP_REQUEST, new_seq(), encode_amop_body(topic, as_bytes(data)))
+        with trio.move_on_after(timeout) as scope:
+            link = await self._wait_link()
+            answer = await link.request(frame)
+        if scope.cancelled_caught:
+            raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s")
+        _check_status(answer, topic)
+        return answer.payload
+
+    async def broadcast(self, topic: str, data: Data, *, timeout: float | None = None) -> None:
+        """Multicast ``data`` to every subscriber of ``topic``.
+
+        Returns once the node accepted it (amop_trio nodes acknowledge each
+        multicast; with a real FISCO node, once it was written to the socket).
+        """
+        timeout = self._timeout if timeout is None else timeout
+        frame = Frame(PacketType.AMOP_BROADCAST, new_seq(), encode_amop_body(topic, as_bytes(data)))
+        with trio.move_on_after(timeout) as scope:
+            link = await self._wait_link()
+            if link.acks:
+                _check_status(await link.request(frame), topic)
+            else:
+                await link.send(encode_frame(frame))
+        if scope.cancelled_caught:
+            raise AmopTimeoutError(f"node did not accept the multicast on {topic!r} within {timeout:g} s")
+
+    async def wait_connected(self) -> None:
+        """Wait until a connection to a node is up."""
+        await self._wait_link()
+
+    # -- subscriptions ----------------------------------------------------
+
+    def _add_subscription(self, sub: Subscription) -> None:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        subs = self._subscriptions.setdefault(sub.topic, [])
+        subs.append(sub)
+        if len(subs) == 1:
+            self._topics_version += 1
+
+    def _remove_subscription(self, sub: Subscription) -> None:
+        subs = self._subscriptions.get(sub.topic)
+        if subs is None or sub not in subs:
+            return
+        subs.remove(sub)
+        if not subs:
+            del self._subscriptions[sub.topic]
+            self._topics_version += 1
+
+    def _schedule_topic_sync(self) -> None:
+        if self._nursery is not None and not self._closed:
+            try:
+                self._nursery.start_soon(self._sync_topics_quietly)
+            except RuntimeError:  # the nursery is closing
+                pass
+
+    async def _sync_topics_quietly(self) -> None:
+        try:
+            with trio.move_on_after(self._timeout):
+                await self._sync_topics()
+        except AmopError as exc:
+            log_event(logger, logging.DEBUG, "topic_sync_failed", error=exc)
+
+    async def _sync_topics(self) -> None:
+        """Send the complete topic set to the node if it has changed since last sent."""
+        async with self._topic_lock:
+            link = self._link
+            if link is None or link.closed or link.topics_version == self._topics_version:
+                return
+            version = self._topics_version
+            frame = Frame(PacketType.AMOP_SUBTOPIC, new_seq(), encode_subtopic(self.topics))
+            try:
+                if link.acks:
+                    _check_status(await link.request(frame), "(subscription)")
+                else:
+                    await link.send(encode_frame(frame))
+            except ConnectionLostError:
+                return  # the next link sends the set after its handshake
+            link.topics_version = version
+
+    # -- connection supervision ---------------------------------------------
+
+    async def _wait_link(self) -> _Link:
+        while True:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            link = self._link
+            if link is not None and not link.closed:
+                return link
+            await self._link_changed.wait()
+
+    def _set_link(self, link: _Link | None) -> None:
+        self._link = link
+        self._link_changed.set()
+        self._link_changed = trio.Event()
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep one link up for the client's whole life."""
+        started = False
+        attempt = 0
+        index = 0
+        while True:
+            url = self._urls[index % len(self._urls)]
+            index += 1
+            try:
+                async with trio.open_nursery() as nursery:
+                    link = await self._open_link(nursery, url)
+                    if started:
+                        self._reconnects += 1
+                    else:
+                        started = True
+                        task_status.started()
+                    attempt = 0
+                    await self._run_link(link)
+            except BaseExceptionGroup as group:
+                error = unwrap_group(group)
+                if not isinstance(error, AmopError):
+                    raise
+                failure: AmopError = error
+            except AmopError as error:
+                failure = error
+            else:
+                failure = ConnectionLostError(f"connection to {url} lost")
+            if not started and index >= len(self._urls):
+                raise failure
+            if started and not self._reconnect:
+                raise failure
+            if not started:
+                continue
+            delay = backoff_delay(attempt)
+            attempt += 1
+            log_event(logger, logging.INFO, "reconnecting", endpoint=url, error=failure,
+                      delay=f"{delay:.2f}")
+            await trio.sleep(delay)
+
+    async def _open_link(self, nursery: trio.Nursery, url: str) -> _Link:
+        sock = await websocket.connect(
+            nursery,
+            url,
+            ssl_context=self._ssl_context,
+            max_frame_size=self._max_frame_size,
+            connect_timeout=self._connect_timeout,
+        )
+        link = _Link(sock, url, self._outbox_size)
+        seq = new_seq()
+        request = Frame(PacketType.HANDSHAKE, seq, HandshakeRequest(amop_acks=True).encode())
+        try:
+            with trio.fail_after(self._connect_timeout):
+                await sock.send(encode_frame(request))
+                while True:
+                    answer = decode_frame(await sock.receive(), max_size=self._max_frame_size)
+                    if answer.seq == seq:
+                        break
+        except trio.TooSlowError:
+            await sock.aclose()
+            raise ConnectError(f"node at {url} did not answer the handshake within "
+                               f"{self._connect_timeout:g} s") from None
+        except (WireError, ConnectionLostError) as exc:
+            await sock.aclose()
+            raise ConnectError(f"handshake with {url} failed: {exc}") from None
+        if answer.status != 0:
+            await sock.aclose()
+            raise ConnectError(f"node at {url} refused the handshake with status {answer.status}")
+        try:
+            info = HandshakeResponse.decode(answer.payload)
+        except WireError as exc:
+            await sock.aclose()
+            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
+        link.acks = info.amop_acks
+        log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
+        return link
+
+    async def _run_link(self, link: _Link) -> None:
+        self._set_link(link)
+
+        async def read_loop(nursery: trio.Nursery) -> None:
+            nursery.start_soon(self._sync_topics_quietly)
+            await self._reader(link)
+
+        try:
+            reason = await link.run(
+                read_loop, ping_interval=self._ping_interval, ping_timeout=self._ping_timeout
+            )
+        finally:
+            if self._link is link:
+                self._set_link(None)
+        log_event(logger, logging.INFO, "disconnected", endpoint=link.endpoint, reason=reason)
+
+    async def _reader(self, link: _Link) -> None:
+        max_size = self._max_frame_size
+        while True:
+            frame = decode_frame(await link.sock.receive(), max_size=max_size)
+            if frame.type == PacketType.AMOP_REQUEST and not frame.is_response:
+                await self._deliver(link, frame, MessageKind.UNICAST)
+            elif frame.type == PacketType.AMOP_BROADCAST and not frame.is_response:
+                await self._deliver(link, frame, MessageKind.MULTICAST)
+            else:
+                # Answers are matched by seq alone: real nodes send failures with type 0.
+                waiter = link.pending.pop(frame.seq, None)
+                if waiter is not None:
+                    waiter.resolve(frame)
+                else:
+                    log_event(logger, logging.DEBUG, "frame_ignored", type=hex(frame.type),
+                              status=frame.status)
+
+    async def _deliver(self, link: _Link, frame: Frame, kind: MessageKind) -> None:
+        try:
+            body = decode_amop_body(frame.payload)
+        except WireError as exc:
+            log_event(logger, logging.WARNING, "bad_message_from_node", error=exc)
+            return
+        message = Message(body.topic, body.data, kind, link, frame.seq)
+        subs = self._subscriptions.get(body.topic)
+        if kind is MessageKind.MULTICAST:
+            for sub in subs or ():
+                if not sub._offer(message) and sub._dropped % 10000 == 1:
+                    log_event(logger, logging.WARNING, "multicast_dropped", topic=body.topic,
+                              dropped=sub._dropped, reason="subscription queue full")
+            return
+        if not subs:
+            status = Status.NO_SUBSCRIBER_CLIENT
+        else:
+            candidates = list(subs)
+            random.shuffle(candidates)
+            if any(sub._offer(message) for sub in candidates):
+                return
+            status = Status.SEND_FAILED
+        await link.send(message._reply_frame(b"", status))
+
+
+def _check_status(answer: Frame, topic: str) -> None:
+    status = answer.status
+    if status == 0:
+        return
+    detail = answer.payload[:1000].decode("utf-8", "replace")
+    if status in _TIMEOUT_STATUSES:
+        raise AmopTimeoutError(f"the subscriber of {topic!r} did not reply in time (status {status})")
+    if status in _NO_SUBSCRIBER_STATUSES:
+        raise NoSubscriberError(status, detail or f"nobody subscribes to {topic!r}")
+    raise RejectedError(status, detail)
+
+
+@asynccontextmanager
+async def open_amop(
+    endpoints: str | Sequence[str],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float = 10.0,
+    ping_interval: float = 5.0,
+    ping_timeout: float | None = None,
+    reconnect: bool = True,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    subscription_buffer: int = 1000,
+    outbox_size: int = 256,
+) -> AsyncIterator[AmopClient]:
+    """Connect to an AMOP node and keep the connection up until the block exits.
+
+    ``endpoints`` is ``host:port``, ``ws://host:port`` or ``wss://host:port``,
+    or a list of them tried in turn. The first connection must succeed
+    (``ConnectError`` otherwise); later drops are repaired in the background
+    when ``reconnect`` is true. ``timeout`` is the default for ``publish`` and
+    ``broadcast``; a silent connection is declared dead after
+    ``ping_interval + ping_timeout`` seconds.
+    """
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if not (math.isfinite(ping_interval) and ping_interval > 0):
+        raise ValueError(f"ping_interval must be a positive number of seconds, not {ping_interval}")
+    client = AmopClient(
+        endpoints,
+        ssl_context=ssl_context,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_interval if ping_timeout is None else ping_timeout,
+        reconnect=reconnect,
+        max_frame_size=max_frame_size,
+        subscription_buffer=subscription_buffer,
+        outbox_size=outbox_size,
+    )
+    with unwrapped_errors():
+        async with trio.open_nursery() as nursery:
+            client._nursery = nursery
+            await nursery.start(client._supervise)
+            try:
+                yield client
+            finally:
+                client._closed = True
+                client._link_changed.set()
+                nursery.cancel_scope.cancel()

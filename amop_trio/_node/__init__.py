@@ -1,0 +1,1 @@
+"""The AMOP node: accepts SDK connections and routes messages between them."""

@@ -1,0 +1,129 @@
+"""Frames over WebSocket: one binary message per frame, via trio-websocket.
+
+Transport errors are translated here, once: everything above sees
+``ConnectionLostError`` when the peer or the network went away, and
+``WireError`` when the peer sent something that is not a frame.
+"""
+
+from __future__ import annotations
+
+import ssl
+from urllib.parse import urlsplit
+
+import trio
+import trio_websocket
+
+from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
+
+#: Seconds a WebSocket opening or closing handshake may take.
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class FrameSocket:
+    """One WebSocket carrying AMOP frames. Safe for one reader and one writer task."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, *, max_frame_size: int) -> None:
+        self._ws = ws
+        self.max_frame_size = max_frame_size
+
+    @property
+    def remote(self) -> str:
+        remote = self._ws.remote
+        if isinstance(remote, trio_websocket.Endpoint):
+            return f"{remote.address}:{remote.port}"
+        return str(remote)
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._ws.send_message(frame)
+        except trio_websocket.ConnectionClosed as exc:
+            raise ConnectionLostError(f"connection to {self.remote} closed: {exc.reason}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+
+    async def receive(self) -> bytes:
+        try:
+            message = await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            if reason is not None and reason.code == 1009:
+                raise FrameTooLargeError(
+                    f"peer {self.remote} sent a frame over the maximum of {self.max_frame_size} bytes"
+                ) from None
+            raise ConnectionLostError(f"connection to {self.remote} closed: {reason}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        if isinstance(message, str):
+            raise WireError(
+                f"peer {self.remote} sent a WebSocket text message; AMOP frames are binary"
+            )
+        return message
+
+    async def ping(self) -> None:
+        """Wait for the peer's pong; raises ``ConnectionLostError`` if it cannot be sent."""
+        try:
+            await self._ws.ping()
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionLostError(f"connection to {self.remote} lost") from None
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close politely if the peer answers quickly, abruptly otherwise."""
+        if reason is not None:
+            reason = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+        with trio.move_on_after(1.0) as scope:
+            scope.shield = True
+            try:
+                await self._ws.aclose(code, reason)
+            except Exception:  # noqa: BLE001 - closing must never raise
+                pass
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(self._ws.stream)
+
+
+def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
+    """``host:port``, ``ws://…`` or ``wss://…`` as a WebSocket URL."""
+    if "://" not in endpoint:
+        endpoint = f"{'wss' if tls else 'ws'}://{endpoint}"
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"endpoint {endpoint!r}: scheme must be ws:// or wss://, not {parts.scheme}://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"endpoint {endpoint!r}: the port is not a number") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"endpoint {endpoint!r}: expected host:port, for example 127.0.0.1:20200")
+    path = parts.path or "/"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+async def connect(
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    max_frame_size: int,
+    connect_timeout: float = HANDSHAKE_TIMEOUT,
+) -> FrameSocket:
+    """Open a WebSocket whose background task lives in ``nursery``."""
+    if url.startswith("wss://") and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    try:
+        with trio.fail_after(connect_timeout):
+            ws = await trio_websocket.connect_websocket_url(
+                nursery,
+                url,
+                ssl_context=ssl_context,
+                max_message_size=max_frame_size,
+                message_queue_size=1,
+                receive_buffer_size=65536,
+            )
+    except trio.TooSlowError:
+        raise ConnectError(f"cannot connect to {url}: no answer within {connect_timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {url}: {exc.strerror or exc}") from None
+    except trio_websocket.HandshakeError as exc:
+        raise ConnectError(f"cannot connect to {url}: WebSocket handshake failed ({exc!r})") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
+        raise ConnectError(f"cannot connect to {url}: {exc}") from None
+    return FrameSocket(ws, max_frame_size=max_frame_size)
