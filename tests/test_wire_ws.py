@@ -689,15 +689,12 @@ def test_encode_frame_longest_seq() -> None:
     assert decode_frame(wire).seq == b"s" * 0xFFFF
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec bug: a topic with a lone surrogate raises UnicodeEncodeError, not EncodeError",
-)
-def test_encode_topic_with_lone_surrogate_raises_encode_error() -> None:
-    # decode_subtopic happily returns such topics (JSON "\ud800" escapes, and
-    # json.loads decodes CESU-8 bytes ED A0 80 with surrogatepass), yet they
-    # cannot be put in an AMOP body: the wire cannot carry them.
-    assert decode_subtopic(b'{"topics":["\\ud800"]}') == ["\ud800"]
+def test_lone_surrogate_topics_are_refused_both_ways() -> None:
+    # JSON can spell a lone surrogate ("\ud800", or CESU-8 bytes ED A0 80 that
+    # json.loads decodes with surrogatepass), but no AMOP body can carry it.
+    for payload in (b'{"topics":["\\ud800"]}', b'{"topics":["\xed\xa0\x80"]}'):
+        with pytest.raises(WireError, match="UTF-8"):
+            decode_subtopic(payload)
     with pytest.raises(EncodeError):
         encode_amop_body("\ud800", b"")
 

@@ -25,13 +25,14 @@ class FrameSocket:
     def __init__(self, ws: trio_websocket.WebSocketConnection, *, max_frame_size: int) -> None:
         self._ws = ws
         self.max_frame_size = max_frame_size
-
-    @property
-    def remote(self) -> str:
-        remote = self._ws.remote
+        try:
+            remote = ws.remote
+        except OSError:
+            remote = "unknown peer"
         if isinstance(remote, trio_websocket.Endpoint):
-            return f"{remote.address}:{remote.port}"
-        return str(remote)
+            remote = f"{remote.address}:{remote.port}"
+        #: ``host:port`` of the peer, fixed at connection time.
+        self.remote = str(remote)
 
     async def send(self, frame: bytes) -> None:
         try:

@@ -121,12 +121,15 @@ def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> Fram
 
 def encode_amop_body(topic: str, data: bytes, *, version: int = 0) -> bytes:
     """The payload of AMOP_REQUEST / AMOP_BROADCAST."""
-    raw = topic.encode("utf-8")
+    try:
+        raw = topic.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"topic is not valid Unicode text ({exc.reason} at {exc.start})") from None
     if len(raw) > MAX_TOPIC_BYTES:
         raise EncodeError(
             f"topic is {len(raw)} bytes in UTF-8, the ws protocol allows at most {MAX_TOPIC_BYTES}"
         )
-    if not 0 <= version <= 0xFFFFFFFF:
+    if not isinstance(version, int) or not 0 <= version <= 0xFFFFFFFF:
         raise EncodeError(f"body version {version} does not fit in u32")
     return b"".join((_BODY_HEADER.pack(version, len(raw)), raw, data))
 
@@ -230,7 +233,8 @@ class HandshakeResponse:
     extra: dict[str, Any]
 
     def encode(self) -> bytes:
-        return _encode_json({"protocolVersion": self.protocol_version, **self.extra})
+        extra = {k: v for k, v in self.extra.items() if k != "protocolVersion"}
+        return _encode_json({"protocolVersion": self.protocol_version, **extra})
 
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeResponse:
@@ -259,4 +263,12 @@ def decode_subtopic(payload: bytes) -> list[str]:
             'subscription: "topics" must be a JSON array of strings',
             status=Status.INVALID_REQUEST,
         )
+    for topic in topics:
+        try:
+            topic.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WireError(
+                f"subscription: topic {topic[:40]!r} is not valid UTF-8 text",
+                status=Status.INVALID_REQUEST,
+            ) from None
     return topics
