@@ -16,6 +16,7 @@ from . import __version__
 from ._client import MessageKind, Subscription, open_amop
 from ._errors import AmopError
 from ._node.server import NodeLimits, open_node, parse_listen
+from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
 
 #: Lines the FISCO go-sdk AMOP examples send, which the demo mirrors.
 UNICAST_MESSAGE = "hello, FISCO BCOS, I am unique broadcast publisher!"
@@ -52,53 +53,109 @@ def build_parser() -> argparse.ArgumentParser:
         description="AMOP messaging for FISCO BCOS: run nodes, subscribe and publish.",
     )
     parser.add_argument("--version", action="version", version=f"amop_trio {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log more: -v for connections and topics, -vv for every frame")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v for connections and topics, -vv for every frame",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    node = commands.add_parser("node", help="run an AMOP node that SDK clients connect to",
-                               description="Run an AMOP node until Ctrl-C or SIGTERM.")
-    node.add_argument("--listen", type=_listen_address, default="127.0.0.1:20200",
-                      help="host:port for SDK clients (default 127.0.0.1:20200)")
-    node.add_argument("--request-timeout", type=_positive_float, default=10.0, metavar="S",
-                      help="seconds a unicast waits for a subscriber's reply (default 10)")
-    node.add_argument("--max-frame-size", type=int, default=NodeLimits.max_frame_size,
-                      metavar="BYTES", help="largest frame accepted (default 32 MiB)")
+    node = commands.add_parser(
+        "node",
+        help="run an AMOP node that SDK clients connect to",
+        description="Run an AMOP node until Ctrl-C or SIGTERM.",
+    )
+    node.add_argument(
+        "--listen",
+        type=_listen_address,
+        default="127.0.0.1:20200",
+        help="host:port for SDK clients (default 127.0.0.1:20200)",
+    )
+    node.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds a unicast waits for a subscriber's reply (default 10)",
+    )
+    node.add_argument(
+        "--max-frame-size",
+        type=int,
+        default=DEFAULT_MAX_FRAME_SIZE,
+        metavar="BYTES",
+        help="largest frame accepted (default 32 MiB)",
+    )
 
-    sub = commands.add_parser("sub", help="subscribe to a topic and print what arrives",
-                              description="Subscribe to TOPIC and print every message.")
+    sub = commands.add_parser(
+        "sub",
+        help="subscribe to a topic and print what arrives",
+        description="Subscribe to TOPIC and print every message.",
+    )
     sub.add_argument("endpoint", help="node address: host:port, ws://… or wss://…")
     sub.add_argument("topic")
-    sub.add_argument("--count", type=int, default=0, metavar="N",
-                     help="exit after N messages (default: run until Ctrl-C)")
-    sub.add_argument("--reply", default=None, metavar="TEXT",
-                     help="answer unicasts with TEXT (default: an empty reply)")
+    sub.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="exit after N messages (default: run until Ctrl-C)",
+    )
+    sub.add_argument(
+        "--reply",
+        default=None,
+        metavar="TEXT",
+        help="answer unicasts with TEXT (default: an empty reply)",
+    )
 
-    pub = commands.add_parser("pub", help="publish a message to a topic",
-                              description="Publish MESSAGE to TOPIC: unicast by default, "
-                                          "the reply is printed; --multicast reaches every subscriber.")
+    pub = commands.add_parser(
+        "pub",
+        help="publish a message to a topic",
+        description="Publish MESSAGE to TOPIC: unicast by default, "
+        "the reply is printed; --multicast reaches every subscriber.",
+    )
     pub.add_argument("endpoint", help="node address: host:port, ws://… or wss://…")
     pub.add_argument("topic")
     pub.add_argument("message")
     pub.add_argument("--multicast", action="store_true", help="send to every subscriber")
-    pub.add_argument("--count", type=int, default=1, metavar="N",
-                     help="send N messages, numbered from 0 (default 1)")
-    pub.add_argument("--interval", type=float, default=0.0, metavar="S",
-                     help="seconds between messages (default 0)")
-    pub.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
-                     help="seconds to wait for each reply (default 10)")
+    pub.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send N messages, numbered from 0 (default 1)",
+    )
+    pub.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds between messages (default 0)",
+    )
+    pub.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for each reply (default 10)",
+    )
 
-    commands.add_parser("demo", help="run a node, a subscriber and both kinds of publisher",
-                        description="Start an embedded node, subscribe, then publish unicast "
-                                    "and multicast messages, printing what each side sees.")
+    commands.add_parser(
+        "demo",
+        help="run a node, a subscriber and both kinds of publisher",
+        description="Start an embedded node, subscribe, then publish unicast "
+        "and multicast messages, printing what each side sees.",
+    )
     return parser
 
 
 async def run_node(args: argparse.Namespace) -> None:
     limits = NodeLimits(max_frame_size=args.max_frame_size)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_node(args.listen, request_timeout=args.request_timeout,
-                             limits=limits) as node:
+        async with open_node(
+            args.listen, request_timeout=args.request_timeout, limits=limits
+        ) as node:
             print(f"amop node listening on {node.url} (Ctrl-C to stop)", flush=True)
             async for signum in signals:
                 print(f"amop node stopping ({signal.Signals(signum).name})", flush=True)
@@ -150,25 +207,28 @@ async def run_pub(args: argparse.Namespace) -> None:
 
 
 async def run_demo(args: argparse.Namespace) -> None:
-    topic = "hello"
-    count = 3
+    topic, count = "hello", 3
     async with open_node("127.0.0.1:0") as node:
         print(f"node listening on {node.url}", flush=True)
-        async with open_amop(node.endpoint) as subscriber, open_amop(node.endpoint) as publisher:
-            async with subscriber.subscribe(topic) as sub:
-                print("Subscriber success", flush=True)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(print_messages, sub, 2 * count, "ok")
-                    print("-- unicast: each message goes to one subscriber, its reply comes back",
-                          flush=True)
-                    await publish_numbered(
-                        lambda text: publisher.publish(topic, text), UNICAST_MESSAGE, count, 0.1)
+        async with (
+            open_amop(node.endpoint) as subscriber,
+            open_amop(node.endpoint) as publisher,
+            subscriber.subscribe(topic) as sub,
+            trio.open_nursery() as nursery,
+        ):
+            print("Subscriber success", flush=True)
+            nursery.start_soon(print_messages, sub, 2 * count, "ok")
 
-                    async def multicast(text: str) -> None:
-                        await publisher.broadcast(topic, text)
+            async def unicast(text: str) -> bytes:
+                return await publisher.publish(topic, text)
 
-                    print("-- multicast: each message goes to every subscriber", flush=True)
-                    await publish_numbered(multicast, MULTICAST_MESSAGE, count, 0.1)
+            async def multicast(text: str) -> None:
+                await publisher.broadcast(topic, text)
+
+            print("-- unicast: each message goes to one subscriber, its reply comes back")
+            await publish_numbered(unicast, UNICAST_MESSAGE, count, 0.1)
+            print("-- multicast: each message goes to every subscriber")
+            await publish_numbered(multicast, MULTICAST_MESSAGE, count, 0.1)
     print("demo finished", flush=True)
 
 
@@ -183,8 +243,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         trio.run(COMMANDS[args.command], args)
     except KeyboardInterrupt:

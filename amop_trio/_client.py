@@ -19,6 +19,7 @@ can pick another subscriber, and drops multicasts, counting them).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -123,9 +124,7 @@ class Message:
 
     __slots__ = ("_link", "_replied", "_seq", "data", "kind", "topic")
 
-    def __init__(
-        self, topic: str, data: bytes, kind: MessageKind, link: _Link, seq: bytes
-    ) -> None:
+    def __init__(self, topic: str, data: bytes, kind: MessageKind, link: _Link, seq: bytes) -> None:
         self.topic = topic
         self.data = data
         self.kind = kind
@@ -143,9 +142,7 @@ class Message:
 
     def _reply_frame(self, data: bytes, status: int = 0) -> bytes:
         return encode_frame(
-            Frame(
-                PacketType.AMOP_RESPONSE, self._seq, data, status=status, ext=EXT_RESPONSE
-            )
+            Frame(PacketType.AMOP_RESPONSE, self._seq, data, status=status, ext=EXT_RESPONSE)
         )
 
     async def reply(self, data: Data) -> None:
@@ -175,7 +172,10 @@ class SubscriptionStatistics:
         self.busy = busy
 
     def __repr__(self) -> str:
-        return f"SubscriptionStatistics(queued={self.queued}, dropped={self.dropped}, busy={self.busy})"
+        return (
+            f"SubscriptionStatistics(queued={self.queued}, dropped={self.dropped}, "
+            f"busy={self.busy})"
+        )
 
 
 class Subscription:
@@ -400,7 +400,9 @@ class AmopClient:
             else:
                 await link.send(encode_frame(frame))
         if scope.cancelled_caught:
-            raise AmopTimeoutError(f"node did not accept the multicast on {topic!r} within {timeout:g} s")
+            raise AmopTimeoutError(
+                f"node did not accept the multicast on {topic!r} within {timeout:g} s"
+            )
 
     async def wait_connected(self) -> None:
         """Wait until a connection to a node is up."""
@@ -427,10 +429,8 @@ class AmopClient:
 
     def _schedule_topic_sync(self) -> None:
         if self._nursery is not None and not self._closed:
-            try:
+            with contextlib.suppress(RuntimeError):  # the nursery is closing
                 self._nursery.start_soon(self._sync_topics_quietly)
-            except RuntimeError:  # the nursery is closing
-                pass
 
     async def _sync_topics_quietly(self) -> None:
         try:
@@ -467,12 +467,21 @@ class AmopClient:
                 return link
             await self._link_changed.wait()
 
+    async def _close_link(self) -> None:
+        """Close the current connection politely while its reader can still see the answer."""
+        link = self._link
+        if link is not None:
+            link.close("client closed")
+            await link.sock.aclose(1000, "client closed")
+
     def _set_link(self, link: _Link | None) -> None:
         self._link = link
         self._link_changed.set()
         self._link_changed = trio.Event()
 
-    async def _supervise(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Keep one link up for the client's whole life."""
         started = False
         attempt = 0
@@ -507,8 +516,14 @@ class AmopClient:
                 continue
             delay = backoff_delay(attempt)
             attempt += 1
-            log_event(logger, logging.INFO, "reconnecting", endpoint=url, error=failure,
-                      delay=f"{delay:.2f}")
+            log_event(
+                logger,
+                logging.INFO,
+                "reconnecting",
+                endpoint=url,
+                error=failure,
+                delay=f"{delay:.2f}",
+            )
             await trio.sleep(delay)
 
     async def _open_link(self, nursery: trio.Nursery, url: str) -> _Link:
@@ -531,8 +546,9 @@ class AmopClient:
                         break
         except trio.TooSlowError:
             await sock.aclose()
-            raise ConnectError(f"node at {url} did not answer the handshake within "
-                               f"{self._connect_timeout:g} s") from None
+            raise ConnectError(
+                f"node at {url} did not answer the handshake within {self._connect_timeout:g} s"
+            ) from None
         except (WireError, ConnectionLostError) as exc:
             await sock.aclose()
             raise ConnectError(f"handshake with {url} failed: {exc}") from None
@@ -578,8 +594,13 @@ class AmopClient:
                 if waiter is not None:
                     waiter.resolve(frame)
                 else:
-                    log_event(logger, logging.DEBUG, "frame_ignored", type=hex(frame.type),
-                              status=frame.status)
+                    log_event(
+                        logger,
+                        logging.DEBUG,
+                        "frame_ignored",
+                        type=hex(frame.type),
+                        status=frame.status,
+                    )
 
     async def _deliver(self, link: _Link, frame: Frame, kind: MessageKind) -> None:
         try:
@@ -592,8 +613,14 @@ class AmopClient:
         if kind is MessageKind.MULTICAST:
             for sub in subs or ():
                 if not sub._offer(message) and sub._dropped % 10000 == 1:
-                    log_event(logger, logging.WARNING, "multicast_dropped", topic=body.topic,
-                              dropped=sub._dropped, reason="subscription queue full")
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "multicast_dropped",
+                        topic=body.topic,
+                        dropped=sub._dropped,
+                        reason="subscription queue full",
+                    )
             return
         if not subs:
             status = Status.NO_SUBSCRIBER_CLIENT
@@ -612,7 +639,9 @@ def _check_status(answer: Frame, topic: str) -> None:
         return
     detail = answer.payload[:1000].decode("utf-8", "replace")
     if status in _TIMEOUT_STATUSES:
-        raise AmopTimeoutError(f"the subscriber of {topic!r} did not reply in time (status {status})")
+        raise AmopTimeoutError(
+            f"the subscriber of {topic!r} did not reply in time (status {status})"
+        )
     if status in _NO_SUBSCRIBER_STATUSES:
         raise NoSubscriberError(status, detail or f"nobody subscribes to {topic!r}")
     raise RejectedError(status, detail)
@@ -666,4 +695,6 @@ async def open_amop(
             finally:
                 client._closed = True
                 client._link_changed.set()
+                with trio.CancelScope(shield=True):
+                    await client._close_link()
                 nursery.cancel_scope.cancel()

@@ -23,11 +23,12 @@ publisher gets an AMOP_RESPONSE with status 0.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,8 +40,8 @@ import trio_websocket
 from .._errors import ConnectionLostError, WireError
 from .._log import log_event
 from .._transport.connection import FrameConnection
-from .._transport.websocket import HANDSHAKE_TIMEOUT, FrameSocket
-from .._util import Pending, unwrapped_errors
+from .._transport.websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, FrameSocket
+from .._util import Pending, unwrap_group, unwrapped_errors
 from .._wire.status import Status
 from .._wire.ws import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -138,6 +139,7 @@ class Node:
         self._rng = random.Random(seed)
         self._ids = itertools.count(1)
         self._ready = trio.Event()
+        self._session_ended = trio.Event()
 
     @property
     def endpoint(self) -> str:
@@ -156,35 +158,77 @@ class Node:
 
     async def serve(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; reports ``self`` once listening."""
+        tcp_listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = tcp_listeners[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[Any]] = list(tcp_listeners)
+        if self.ssl_context is not None:
+            listeners = [trio.SSLListener(lst, self.ssl_context) for lst in tcp_listeners]
+        log_event(logger, logging.INFO, "listening", endpoint=self.url)
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
+            await nursery.start(
                 partial(
-                    trio_websocket.serve_websocket,
-                    self._handle,
-                    self.host,
-                    self.port,
-                    self.ssl_context,
-                    handler_nursery=nursery,
-                    max_message_size=self.limits.max_frame_size,
-                    message_queue_size=1,
-                    receive_buffer_size=65536,
-                    connect_timeout=self.limits.handshake_timeout,
-                    disconnect_timeout=1.0,
+                    trio.serve_listeners, self._serve_stream, listeners, handler_nursery=nursery
                 )
             )
-            self.port = server.port
-            log_event(logger, logging.INFO, "listening", endpoint=self.url)
             self._ready.set()
             task_status.started(self)
 
+    async def close_sessions(self) -> None:
+        """Close every client connection politely, all at once, in well under a second."""
+        for session in list(self.sessions.values()):
+            session.close("node stopping", code=1001)
+        with trio.move_on_after(2 * CLOSE_TIMEOUT):
+            while self.sessions:
+                await self._session_ended.wait()
+
     # -- sessions ---------------------------------------------------------
 
-    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Own one accepted connection: its WebSocket, its session, every task of both."""
         try:
-            ws = await request.accept()
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError):
-            return
-        sock = FrameSocket(ws, max_frame_size=self.limits.max_frame_size)
+            async with trio.open_nursery() as nursery:
+                ws = None
+                with trio.move_on_after(self.limits.handshake_timeout):
+                    request = await trio_websocket.wrap_server_stream(
+                        nursery,
+                        stream,
+                        message_queue_size=1,
+                        max_message_size=self.limits.max_frame_size,
+                        receive_buffer_size=65536,
+                    )
+                    ws = await request.accept()
+                if ws is None:
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "upgrade_timeout",
+                        seconds=self.limits.handshake_timeout,
+                    )
+                else:
+                    await self._run_session(
+                        FrameSocket(ws, max_frame_size=self.limits.max_frame_size)
+                    )
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # Nothing one connection does may take the node down.
+            error = unwrap_group(exc)
+            if isinstance(
+                error,
+                (
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    OSError,
+                    trio_websocket.ConnectionClosed,
+                    ssl.SSLError,
+                ),
+            ):
+                log_event(logger, logging.INFO, "connection_failed", error=repr(error))
+            else:
+                logger.exception("connection handler failed")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _run_session(self, sock: FrameSocket) -> None:
         session = Session(next(self._ids), sock, self.limits.outbox_size)
         self.sessions[session.id] = session
         self.stats.connections += 1
@@ -195,13 +239,11 @@ class Node:
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
             )
-        except Exception:
-            # A bug in one session must not take the node down with it.
-            logger.exception("session %s failed", session.id)
-            reason = "internal error"
         finally:
             self.sessions.pop(session.id, None)
             self.table.remove_session(session.id)
+            self._session_ended.set()
+            self._session_ended = trio.Event()
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)
 
     async def _read_loop(self, session: Session, nursery: trio.Nursery) -> None:
@@ -213,33 +255,51 @@ class Node:
             log_event(logger, logging.WARNING, "handshake_timeout", remote=session.name)
             return
         if first.type != PacketType.HANDSHAKE:
-            await self._answer(session, first, Status.UNSUPPORTED_TYPE,
-                               b"the first frame must be a HANDSHAKE (0x100)")
+            await self._answer(
+                session,
+                first,
+                Status.UNSUPPORTED_TYPE,
+                b"the first frame must be a HANDSHAKE (0x100)",
+            )
             raise WireError(f"first frame has type {first.type:#x}, expected HANDSHAKE (0x100)")
         await self._on_handshake(session, first)
         while True:
             frame = decode_frame(await session.sock.receive(), max_size=limits.max_frame_size)
             handler = self._handlers.get(frame.type)
-            if handler is None or frame.is_response and frame.type != PacketType.AMOP_RESPONSE:
-                await self._answer(session, frame, Status.UNSUPPORTED_TYPE,
-                                   f"packet type {frame.type:#x} is not supported".encode())
+            if handler is None or (frame.is_response and frame.type != PacketType.AMOP_RESPONSE):
+                await self._answer(
+                    session,
+                    frame,
+                    Status.UNSUPPORTED_TYPE,
+                    f"packet type {frame.type:#x} is not supported".encode(),
+                )
                 continue
             try:
                 await handler(self, session, frame, nursery)
             except WireError as exc:
                 # A readable frame with a bad payload: answer it, keep the connection.
                 self.stats.refused += 1
-                await self._answer(session, frame, exc.status or Status.INVALID_REQUEST,
-                                   str(exc).encode())
+                await self._answer(
+                    session, frame, exc.status or Status.INVALID_REQUEST, str(exc).encode()
+                )
 
     async def _answer(
-        self, session: Session, frame: Frame, status: int = 0, payload: bytes = b"",
+        self,
+        session: Session,
+        frame: Frame,
+        status: int = 0,
+        payload: bytes = b"",
         ptype: int | None = None,
     ) -> None:
         await session.send(
             encode_frame(
-                Frame(ptype if ptype is not None else frame.type, frame.seq, payload,
-                      status=status, ext=EXT_RESPONSE)
+                Frame(
+                    ptype if ptype is not None else frame.type,
+                    frame.seq,
+                    payload,
+                    status=status,
+                    ext=EXT_RESPONSE,
+                )
             )
         )
 
@@ -257,16 +317,26 @@ class Node:
         topics = decode_subtopic(frame.payload)
         limits = self.limits
         if len(topics) > limits.max_topics:
-            raise WireError(f"{len(topics)} topics exceed the limit of {limits.max_topics} "
-                            "per connection", status=Status.INVALID_REQUEST)
+            raise WireError(
+                f"{len(topics)} topics exceed the limit of {limits.max_topics} per connection",
+                status=Status.INVALID_REQUEST,
+            )
         for topic in topics:
             if not topic or len(topic.encode("utf-8")) > limits.max_topic_length:
-                raise WireError(f"topic {topic[:40]!r} must be 1 to {limits.max_topic_length} "
-                                "bytes long", status=Status.INVALID_REQUEST)
+                raise WireError(
+                    f"topic {topic[:40]!r} must be 1 to {limits.max_topic_length} bytes long",
+                    status=Status.INVALID_REQUEST,
+                )
         added, removed = self.table.set_topics(session.id, topics)
         if added or removed:
-            log_event(logger, logging.INFO, "topics", session=session.id,
-                      added=",".join(sorted(added)), removed=",".join(sorted(removed)))
+            log_event(
+                logger,
+                logging.INFO,
+                "topics",
+                session=session.id,
+                added=",".join(sorted(added)),
+                removed=",".join(sorted(removed)),
+            )
         if session.acks:
             await self._answer(session, frame)
 
@@ -275,7 +345,9 @@ class Node:
         if session.requests >= self.limits.max_pending:
             self.stats.refused += 1
             await self._answer(
-                session, frame, Status.OVERLOADED,
+                session,
+                frame,
+                Status.OVERLOADED,
                 f"more than {self.limits.max_pending} requests pending on this connection".encode(),
                 PacketType.AMOP_RESPONSE,
             )
@@ -294,9 +366,15 @@ class Node:
                 target.dropped += 1
                 self.stats.multicast_dropped += 1
                 if target.dropped % 10000 == 1:
-                    log_event(logger, logging.WARNING, "multicast_dropped", session=target.id,
-                              topic=body.topic, dropped=target.dropped,
-                              reason="subscriber outbox full")
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "multicast_dropped",
+                        session=target.id,
+                        topic=body.topic,
+                        dropped=target.dropped,
+                        reason="subscriber outbox full",
+                    )
         await self._answer(session, frame, ptype=PacketType.AMOP_RESPONSE)
 
     async def _on_response(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
@@ -304,7 +382,7 @@ class Node:
         if waiter is not None:
             waiter.resolve(frame)
 
-    _handlers = {
+    _handlers: dict[int, Callable[[Node, Session, Frame, trio.Nursery], Awaitable[None]]] = {
         PacketType.HANDSHAKE: _on_handshake,
         PacketType.AMOP_SUBTOPIC: _on_subtopic,
         PacketType.AMOP_REQUEST: _on_request,
@@ -317,10 +395,8 @@ class Node:
     async def _unicast(self, publisher: Session, frame: Frame, body: AmopBody) -> None:
         try:
             status, payload = await self._route_unicast(body.topic, frame.payload)
-            try:
+            with contextlib.suppress(ConnectionLostError):  # the publisher left
                 await self._answer(publisher, frame, status, payload, PacketType.AMOP_RESPONSE)
-            except ConnectionLostError:
-                pass
         finally:
             publisher.requests -= 1
 
@@ -333,7 +409,10 @@ class Node:
                 sid = choose_unicast(self.table.subscribers(topic), tried, self._rng)
                 if sid is None:
                     if not tried:
-                        return Status.NO_SUBSCRIBER_NODE, f"no subscriber for topic {topic!r}".encode()
+                        return (
+                            Status.NO_SUBSCRIBER_NODE,
+                            f"no subscriber for topic {topic!r}".encode(),
+                        )
                     return last_status, f"no subscriber of topic {topic!r} answered".encode()
                 tried.add(sid)
                 target = self.sessions.get(sid)
@@ -341,9 +420,15 @@ class Node:
                 if reply is not None and reply.status == 0:
                     return 0, reply.payload
                 if reply is not None:
-                    last_status = (Status.SEND_FAILED if reply.status != Status.NO_SUBSCRIBER_CLIENT
-                                   else Status.NO_SUBSCRIBER_CLIENT)
-        return Status.TIMEOUT, f"no reply on topic {topic!r} within {self.request_timeout:g} s".encode()
+                    last_status = (
+                        Status.SEND_FAILED
+                        if reply.status != Status.NO_SUBSCRIBER_CLIENT
+                        else Status.NO_SUBSCRIBER_CLIENT
+                    )
+        return (
+            Status.TIMEOUT,
+            f"no reply on topic {topic!r} within {self.request_timeout:g} s".encode(),
+        )
 
     async def _deliver(self, target: Session, payload: bytes) -> Frame | None:
         """Send one unicast to ``target``; its reply, or None if it went away."""
@@ -373,14 +458,24 @@ async def open_node(
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the block; ``listen`` is ``host:port`` (port 0 picks one)."""
     host, port = parse_listen(listen)
-    node = Node(host=host, port=port, ssl_context=ssl_context, request_timeout=request_timeout,
-                ping_interval=ping_interval, ping_timeout=ping_timeout, limits=limits, seed=seed)
+    node = Node(
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        request_timeout=request_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        limits=limits,
+        seed=seed,
+    )
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:
             await nursery.start(node.serve)
             try:
                 yield node
             finally:
+                with trio.CancelScope(shield=True):
+                    await node.close_sessions()
                 nursery.cancel_scope.cancel()
 
 
@@ -388,5 +483,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` (or ``[v6]:port``) as a (host, port) pair."""
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"listen address {listen!r}: expected host:port, for example 127.0.0.1:20200")
+        raise ValueError(
+            f"listen address {listen!r}: expected host:port, for example 127.0.0.1:20200"
+        )
     return host.strip("[]") or "0.0.0.0", int(port_text)

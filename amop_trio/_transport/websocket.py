@@ -7,6 +7,7 @@ Transport errors are translated here, once: everything above sees
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from urllib.parse import urlsplit
 
@@ -15,8 +16,10 @@ import trio_websocket
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 
-#: Seconds a WebSocket opening or closing handshake may take.
+#: Seconds a WebSocket opening handshake may take.
 HANDSHAKE_TIMEOUT = 10.0
+#: Seconds to wait for the peer's answer to a close before dropping the connection.
+CLOSE_TIMEOUT = 0.5
 
 
 class FrameSocket:
@@ -49,7 +52,8 @@ class FrameSocket:
             reason = exc.reason
             if reason is not None and reason.code == 1009:
                 raise FrameTooLargeError(
-                    f"peer {self.remote} sent a frame over the maximum of {self.max_frame_size} bytes"
+                    f"peer {self.remote} sent a frame over the maximum of "
+                    f"{self.max_frame_size} bytes"
                 ) from None
             raise ConnectionLostError(f"connection to {self.remote} closed: {reason}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -64,21 +68,23 @@ class FrameSocket:
         """Wait for the peer's pong; raises ``ConnectionLostError`` if it cannot be sent."""
         try:
             await self._ws.ping()
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (
+            trio_websocket.ConnectionClosed,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+        ):
             raise ConnectionLostError(f"connection to {self.remote} lost") from None
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close politely if the peer answers quickly, abruptly otherwise."""
         if reason is not None:
             reason = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
-        with trio.move_on_after(1.0) as scope:
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
             scope.shield = True
-            try:
+            with contextlib.suppress(Exception):  # closing must never raise
                 await self._ws.aclose(code, reason)
-            except Exception:  # noqa: BLE001 - closing must never raise
-                pass
         if scope.cancelled_caught:
-            await trio.aclose_forcefully(self._ws.stream)
+            await trio.aclose_forcefully(self._ws._stream)
 
 
 def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
@@ -87,7 +93,9 @@ def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
         endpoint = f"{'wss' if tls else 'ws'}://{endpoint}"
     parts = urlsplit(endpoint)
     if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"endpoint {endpoint!r}: scheme must be ws:// or wss://, not {parts.scheme}://")
+        raise ValueError(
+            f"endpoint {endpoint!r}: scheme must be ws:// or wss://, not {parts.scheme}://"
+        )
     try:
         port = parts.port
     except ValueError:
@@ -120,11 +128,15 @@ async def connect(
                 receive_buffer_size=65536,
             )
     except trio.TooSlowError:
-        raise ConnectError(f"cannot connect to {url}: no answer within {connect_timeout:g} s") from None
+        raise ConnectError(
+            f"cannot connect to {url}: no answer within {connect_timeout:g} s"
+        ) from None
     except OSError as exc:
         raise ConnectError(f"cannot connect to {url}: {exc.strerror or exc}") from None
     except trio_websocket.HandshakeError as exc:
-        raise ConnectError(f"cannot connect to {url}: WebSocket handshake failed ({exc!r})") from None
+        raise ConnectError(
+            f"cannot connect to {url}: WebSocket handshake failed ({exc!r})"
+        ) from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
         raise ConnectError(f"cannot connect to {url}: {exc}") from None
     return FrameSocket(ws, max_frame_size=max_frame_size)

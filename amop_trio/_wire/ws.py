@@ -94,9 +94,7 @@ def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> Fram
     """Parse one whole frame; ``WireError`` if it is malformed or too large."""
     size = len(data)
     if size > max_size:
-        raise FrameTooLargeError(
-            f"frame of {size} bytes exceeds the maximum of {max_size} bytes"
-        )
+        raise FrameTooLargeError(f"frame of {size} bytes exceeds the maximum of {max_size} bytes")
     if size < MIN_FRAME_SIZE:
         raise WireError(
             f"frame too short: {size} bytes, the header needs at least {MIN_FRAME_SIZE}"
@@ -124,7 +122,9 @@ def encode_amop_body(topic: str, data: bytes, *, version: int = 0) -> bytes:
     try:
         raw = topic.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise EncodeError(f"topic is not valid Unicode text ({exc.reason} at {exc.start})") from None
+        raise EncodeError(
+            f"topic is not valid Unicode text ({exc.reason} at {exc.start})"
+        ) from None
     if len(raw) > MAX_TOPIC_BYTES:
         raise EncodeError(
             f"topic is {len(raw)} bytes in UTF-8, the ws protocol allows at most {MAX_TOPIC_BYTES}"
@@ -206,7 +206,11 @@ class HandshakeRequest:
         fields = {}
         for key in ("minVersion", "maxVersion", "moduleID"):
             value = obj.get(key, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFFFFFF:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= 0xFFFFFFFF
+            ):
                 raise WireError(
                     f"handshake request: {key} must be a u32 integer, got {value!r:.50}",
                     status=Status.INVALID_REQUEST,
@@ -241,7 +245,9 @@ class HandshakeResponse:
         obj = _decode_json_object(payload, "handshake answer")
         version = obj.pop("protocolVersion", None)
         if not isinstance(version, int) or isinstance(version, bool):
-            raise WireError(f"handshake answer: protocolVersion must be an integer, got {version!r:.50}")
+            raise WireError(
+                f"handshake answer: protocolVersion must be an integer, got {version!r:.50}"
+            )
         return cls(protocol_version=version, extra=obj)
 
     @property
