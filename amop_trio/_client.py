@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -328,7 +329,8 @@ class AmopClient:
         self._max_frame_size = max_frame_size
         self._subscription_buffer = subscription_buffer
         self._outbox_size = outbox_size
-        self._subscriptions: dict[str, list[Subscription]] = {}
+        # Weak, so a subscription left by ``break`` is collected and unsubscribes.
+        self._subscriptions: dict[str, weakref.WeakSet[Subscription]] = {}
         self._topics_version = 0
         self._topic_lock = trio.Lock()
         self._link: _Link | None = None
@@ -413,16 +415,16 @@ class AmopClient:
     def _add_subscription(self, sub: Subscription) -> None:
         if self._closed:
             raise ClientClosedError("the client is closed")
-        subs = self._subscriptions.setdefault(sub.topic, [])
-        subs.append(sub)
+        subs = self._subscriptions.setdefault(sub.topic, weakref.WeakSet())
+        subs.add(sub)
         if len(subs) == 1:
             self._topics_version += 1
 
     def _remove_subscription(self, sub: Subscription) -> None:
         subs = self._subscriptions.get(sub.topic)
-        if subs is None or sub not in subs:
+        if subs is None:
             return
-        subs.remove(sub)
+        subs.discard(sub)
         if not subs:
             del self._subscriptions[sub.topic]
             self._topics_version += 1

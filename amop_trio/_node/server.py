@@ -63,6 +63,11 @@ logger = logging.getLogger("amop_trio.node")
 
 #: Highest ws protocol version this node speaks.
 PROTOCOL_VERSION = 2
+#: Packet type of the answer to each request type; others are answered in kind.
+_ANSWER_TYPES: dict[int, int] = {
+    PacketType.AMOP_REQUEST: PacketType.AMOP_RESPONSE,
+    PacketType.AMOP_BROADCAST: PacketType.AMOP_RESPONSE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,23 +289,12 @@ class Node:
                 )
 
     async def _answer(
-        self,
-        session: Session,
-        frame: Frame,
-        status: int = 0,
-        payload: bytes = b"",
-        ptype: int | None = None,
+        self, session: Session, frame: Frame, status: int = 0, payload: bytes = b""
     ) -> None:
+        """Answer ``frame`` under its seq: AMOP requests with AMOP_RESPONSE, others in kind."""
+        ptype = _ANSWER_TYPES.get(frame.type, frame.type)
         await session.send(
-            encode_frame(
-                Frame(
-                    ptype if ptype is not None else frame.type,
-                    frame.seq,
-                    payload,
-                    status=status,
-                    ext=EXT_RESPONSE,
-                )
-            )
+            encode_frame(Frame(ptype, frame.seq, payload, status=status, ext=EXT_RESPONSE))
         )
 
     # -- handlers ---------------------------------------------------------
@@ -349,7 +343,6 @@ class Node:
                 frame,
                 Status.OVERLOADED,
                 f"more than {self.limits.max_pending} requests pending on this connection".encode(),
-                PacketType.AMOP_RESPONSE,
             )
             return
         session.requests += 1
@@ -375,7 +368,7 @@ class Node:
                         dropped=target.dropped,
                         reason="subscriber outbox full",
                     )
-        await self._answer(session, frame, ptype=PacketType.AMOP_RESPONSE)
+        await self._answer(session, frame)
 
     async def _on_response(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
@@ -396,7 +389,7 @@ class Node:
         try:
             status, payload = await self._route_unicast(body.topic, frame.payload)
             with contextlib.suppress(ConnectionLostError):  # the publisher left
-                await self._answer(publisher, frame, status, payload, PacketType.AMOP_RESPONSE)
+                await self._answer(publisher, frame, status, payload)
         finally:
             publisher.requests -= 1
 

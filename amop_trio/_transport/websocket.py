@@ -83,8 +83,8 @@ class FrameSocket:
             scope.shield = True
             with contextlib.suppress(Exception):  # closing must never raise
                 await self._ws.aclose(code, reason)
-        if scope.cancelled_caught:
-            await trio.aclose_forcefully(self._ws._stream)
+        # trio-websocket leaves the TCP stream open when the peer closed first.
+        await trio.aclose_forcefully(self._ws._stream)
 
 
 def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
@@ -115,18 +115,30 @@ async def connect(
     connect_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> FrameSocket:
     """Open a WebSocket whose background task lives in ``nursery``."""
-    if url.startswith("wss://") and ssl_context is None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80)
+    if parts.scheme == "wss" and ssl_context is None:
         ssl_context = ssl.create_default_context()
     try:
         with trio.fail_after(connect_timeout):
-            ws = await trio_websocket.connect_websocket_url(
-                nursery,
-                url,
-                ssl_context=ssl_context,
-                max_message_size=max_frame_size,
-                message_queue_size=1,
-                receive_buffer_size=65536,
-            )
+            stream: trio.abc.Stream
+            if ssl_context is None:
+                stream = await trio.open_tcp_stream(host, port)
+            else:
+                stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context)
+            try:
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    parts.netloc,
+                    parts.path or "/",
+                    max_message_size=max_frame_size,
+                    message_queue_size=1,
+                    receive_buffer_size=65536,
+                )
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
     except trio.TooSlowError:
         raise ConnectError(
             f"cannot connect to {url}: no answer within {connect_timeout:g} s"

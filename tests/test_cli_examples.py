@@ -1,0 +1,235 @@
+"""The ``amop`` command and the go-sdk style examples, run as real processes.
+
+``sys.executable -m amop_trio`` stands for the ``amop`` console script. Every
+process is started from the repository root with PYTHONUNBUFFERED=1, killed in
+``finally`` if still alive, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+AMOP = (sys.executable, "-m", "amop_trio")
+EXAMPLES = REPO / "examples" / "amop"
+SUBSCRIBER = (sys.executable, str(EXAMPLES / "sub" / "subscriber.py"))
+UNICAST_PUB = (sys.executable, str(EXAMPLES / "unicast_pub" / "publisher.py"))
+MULTICAST_PUB = (sys.executable, str(EXAMPLES / "multicast_pub" / "publisher.py"))
+
+UNICAST_TEXT = "hello, FISCO BCOS, I am unique broadcast publisher!"
+MULTICAST_TEXT = "hello, FISCO BCOS, I am multi broadcast publisher!"
+STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def received_line(text: str) -> re.Pattern[str]:
+    return re.compile(rf"^{STAMP} received: {re.escape(text)}$")
+
+
+async def run(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run a command to completion; killed (and the test failed) after ``timeout``."""
+    with trio.fail_after(timeout):
+        return await trio.run_process(
+            list(args), cwd=REPO, env=ENV, check=False, capture_stdout=True, capture_stderr=True
+        )
+
+
+def lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", "replace").splitlines()
+
+
+class Running:
+    """A background process whose stdout and stderr are collected line by line."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = trio.Event()
+        self.stdout_closed = False
+
+    async def _pump(self, stream: trio.abc.ReceiveStream, into: list[str]) -> None:
+        pending = b""
+        async for chunk in stream:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            into.extend(line.decode("utf-8", "replace") for line in complete)
+            self._changed.set()
+            self._changed = trio.Event()
+        if pending:
+            into.append(pending.decode("utf-8", "replace"))
+        if into is self.out:
+            self.stdout_closed = True
+        self._changed.set()
+
+    def has_line(self, pattern: str | re.Pattern[str]) -> bool:
+        return any(re.search(pattern, line) for line in self.out)
+
+    async def wait_line(self, pattern: str | re.Pattern[str], timeout: float = 5) -> None:
+        """Wait until stdout has a line matching ``pattern``."""
+        with trio.move_on_after(timeout):
+            while not self.has_line(pattern):
+                if self.stdout_closed:
+                    break
+                await self._changed.wait()
+        if not self.has_line(pattern):
+            pytest.fail(
+                f"no line matching {pattern!r} within {timeout} s from {self.process.args}; "
+                f"returncode={self.process.returncode}\nstdout={self.out}\nstderr={self.err}"
+            )
+
+    async def wait_exit(self, timeout: float) -> int:
+        with trio.fail_after(timeout):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def spawn(args: Sequence[str]) -> AsyncIterator[Running]:
+    """Start a process for the block; it is killed on the way out if still running."""
+    process = await trio.lowlevel.open_process(
+        list(args), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    running = Running(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            nursery.start_soon(running._pump, process.stdout, running.out)
+            nursery.start_soon(running._pump, process.stderr, running.err)
+            try:
+                yield running
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await process.wait()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    await pipe.aclose()
+
+
+@asynccontextmanager
+async def amop_node() -> AsyncIterator[tuple[Running, str]]:
+    """``amop node`` on a free loopback port, once it says it is listening."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    async with spawn([*AMOP, "node", "--listen", endpoint]) as node:
+        await node.wait_line(r"listening", timeout=10)
+        yield node, endpoint
+
+
+# -- tests ----------------------------------------------------------------------
+
+
+async def test_demo() -> None:
+    result = await run([*AMOP, "demo"], timeout=20)
+    out = lines(result.stdout)
+    assert result.returncode == 0, (out, lines(result.stderr))
+    assert "Subscriber success" in out
+    for text in (UNICAST_TEXT, MULTICAST_TEXT):
+        pattern = received_line(f"{text} 0")
+        assert any(pattern.match(line) for line in out), (pattern, out)
+    assert any(re.match(rf"^{STAMP} publish message: ", line) for line in out), out
+
+
+async def test_node_with_the_examples() -> None:
+    with trio.fail_after(25):
+        async with amop_node() as (node, endpoint), spawn([*SUBSCRIBER, endpoint, "hello"]) as sub:
+            await sub.wait_line(r"^Subscriber success$", timeout=10)
+
+            unicast = await run([*UNICAST_PUB, endpoint, "hello", "2"], timeout=10)
+            out = lines(unicast.stdout)
+            assert unicast.returncode == 0, (out, lines(unicast.stderr))
+            assert any(
+                re.match(rf"^{STAMP} publish message: {re.escape(UNICAST_TEXT)} 0$", line)
+                for line in out
+            ), out
+            assert any(re.match(rf"^{STAMP} reply: ok$", line) for line in out), out
+            await sub.wait_line(received_line(f"{UNICAST_TEXT} 0"))
+
+            multicast = await run([*MULTICAST_PUB, endpoint, "hello", "2"], timeout=10)
+            assert multicast.returncode == 0, (
+                lines(multicast.stdout),
+                lines(multicast.stderr),
+            )
+            await sub.wait_line(received_line(f"{MULTICAST_TEXT} 1"))
+
+            node.process.send_signal(signal.SIGTERM)
+            code = await node.wait_exit(1.5)
+            assert code == 0, (node.out, node.err)
+
+
+async def test_pub_without_node_fails_cleanly() -> None:
+    result = await run([*AMOP, "pub", f"127.0.0.1:{free_port()}", "t", "m"], timeout=15)
+    err = lines(result.stderr)
+    assert result.returncode == 1, (lines(result.stdout), err)
+    assert len(err) == 1, err
+    assert err[0].startswith("amop pub: error:"), err
+    assert "cannot connect" in err[0], err
+    assert "Traceback" not in result.stderr.decode("utf-8", "replace")
+
+
+HELP_OPTIONS = {
+    (): ["--verbose", "--version", "node", "sub", "pub", "demo"],
+    ("node",): ["--listen", "--request-timeout", "--max-frame-size"],
+    ("sub",): ["endpoint", "topic", "--count", "--reply"],
+    ("pub",): ["endpoint", "topic", "message", "--multicast", "--count", "--interval", "--timeout"],
+    ("demo",): ["--help"],
+}
+
+
+async def test_help() -> None:
+    results: dict[tuple[str, ...], subprocess.CompletedProcess[bytes]] = {}
+
+    async def one(command: tuple[str, ...]) -> None:
+        results[command] = await run([*AMOP, *command, "--help"], timeout=15)
+
+    async with trio.open_nursery() as nursery:
+        for command in HELP_OPTIONS:
+            nursery.start_soon(one, command)
+    for command, options in HELP_OPTIONS.items():
+        result = results[command]
+        text = result.stdout.decode()
+        assert result.returncode == 0, (command, text, result.stderr)
+        assert "usage: amop" in text, (command, text)
+        for option in options:
+            assert option in text, (command, option, text)
+
+
+async def test_sub_count_and_pub() -> None:
+    with trio.fail_after(20):
+        async with (
+            amop_node() as (_node, endpoint),
+            spawn([*AMOP, "sub", endpoint, "topic", "--count", "1"]) as sub,
+        ):
+            await sub.wait_line(r"^Subscriber success$", timeout=10)
+            pub = await run([*AMOP, "pub", endpoint, "topic", "hi"], timeout=12)
+            out = lines(pub.stdout)
+            assert pub.returncode == 0, (out, lines(pub.stderr))
+            assert any(re.match(rf"^{STAMP} publish message: hi$", line) for line in out), out
+            assert any(re.match(rf"^{STAMP} reply:", line) for line in out), out
+            code = await sub.wait_exit(5)
+            assert code == 0, (sub.out, sub.err)
+            await sub.wait_line(received_line("hi"))

@@ -1,0 +1,58 @@
+"""Dead connections are found by ping, and a blocked connection holds senders back."""
+
+import trio
+
+from amop_trio import ConnectionLostError, open_amop, open_node
+
+from .proxy import open_proxy
+
+
+async def test_a_silent_node_is_declared_dead_by_ping_and_requests_fail_fast() -> None:
+    with trio.fail_after(15):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_proxy(node.port) as proxy,
+            open_amop(node.endpoint) as subscriber,
+            subscriber.subscribe("slow") as sub,
+            open_amop(proxy.endpoint, ping_interval=0.3, ping_timeout=0.3, timeout=30) as client,
+        ):
+            assert client.connected
+            proxy.freeze()
+            start = trio.current_time()
+            try:
+                await client.publish("slow", b"x")
+            except ConnectionLostError:
+                pass
+            else:
+                raise AssertionError("publish through a frozen link must fail")
+            # Detected within one ping interval plus one ping timeout, with slack.
+            assert trio.current_time() - start < 1.5
+            assert sub.statistics().queued <= 1
+
+
+async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> None:
+    with trio.fail_after(15):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_proxy(node.port) as proxy,
+            open_amop(proxy.endpoint, ping_interval=30, outbox_size=4) as client,
+        ):
+            proxy.freeze()
+            sent = 0
+
+            async def flood() -> None:
+                nonlocal sent
+                while True:
+                    await client.broadcast("t", b"x" * 65536)
+                    sent += 1
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    nursery.start_soon(flood)
+                await trio.sleep(1.0)
+                # Nothing is acknowledged through a frozen link, and what is buffered
+                # stays bounded by the outbox, not by the number of senders.
+                assert sent == 0
+                assert client._link is not None
+                assert client._link.outbox_used() <= 4
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,279 @@
+"""A raw ws client written only from the byte tables of PROTOCOL.md section 1.
+
+Nothing here uses amop_trio's codec or client: frames are packed and parsed
+with ``struct`` by the helpers below, and the WebSocket layer is plain
+trio-websocket (one frame = one binary WebSocket message). Only ``open_node``
+comes from amop_trio, to run the node under test in-process on loopback.
+
+Frame:  version u16 | type u16 | status i16 | seqLen u16 | seq | ext u16 | payload
+AMOP body:  version u32 | topicLen u16 | topic (UTF-8) | data
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+
+from amop_trio import open_node
+
+# -- the byte tables of PROTOCOL.md section 1 ---------------------------------
+
+HANDSHAKE = 0x100
+RPC_REQUEST = 0x102
+AMOP_SUBTOPIC = 0x110
+AMOP_REQUEST = 0x111
+AMOP_BROADCAST = 0x112
+AMOP_RESPONSE = 0x113
+
+EXT_RESPONSE = 0x0001
+
+NO_SUBSCRIBER_NODE = 3001
+UNSUPPORTED_TYPE = 3004
+INVALID_REQUEST = 3005  # amop_trio's own code for an undecodable request
+
+HEAD = struct.Struct(">HHhH")  # version, type, status, seqLen
+EXT = struct.Struct(">H")
+BODY_HEAD = struct.Struct(">IH")  # body version, topicLen
+
+SEQ_RE = re.compile(rb"[0-9a-f]{32}")
+TIMEOUT = 10
+
+
+def new_seq() -> bytes:
+    return uuid.uuid4().hex.encode("ascii")
+
+
+def pack_frame(
+    ptype: int,
+    seq: bytes,
+    payload: bytes = b"",
+    *,
+    status: int = 0,
+    ext: int = 0,
+    version: int = 0,
+) -> bytes:
+    return HEAD.pack(version, ptype, status, len(seq)) + seq + EXT.pack(ext) + payload
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    version: int
+    type: int
+    status: int
+    seq: bytes
+    ext: int
+    payload: bytes
+
+
+def unpack_frame(data: bytes) -> RawFrame:
+    assert len(data) >= HEAD.size + EXT.size, f"frame from the node too short: {data!r}"
+    version, ptype, status, seq_len = HEAD.unpack_from(data)
+    ext_at = HEAD.size + seq_len
+    assert ext_at + EXT.size <= len(data), f"seqLen runs past the end: {data!r}"
+    (ext,) = EXT.unpack_from(data, ext_at)
+    return RawFrame(
+        version, ptype, status, data[HEAD.size : ext_at], ext, data[ext_at + EXT.size :]
+    )
+
+
+def pack_body(topic: str, data: bytes, *, version: int = 0) -> bytes:
+    raw = topic.encode("utf-8")
+    return BODY_HEAD.pack(version, len(raw)) + raw + data
+
+
+def unpack_body(payload: bytes) -> tuple[int, str, bytes]:
+    version, topic_len = BODY_HEAD.unpack_from(payload)
+    end = BODY_HEAD.size + topic_len
+    assert end <= len(payload), f"topicLen runs past the end of the body: {payload!r}"
+    return version, payload[BODY_HEAD.size : end].decode("utf-8"), payload[end:]
+
+
+# -- one raw connection ---------------------------------------------------------
+
+
+class RawConn:
+    """A WebSocket carrying raw frames; frames not yet wanted wait in a backlog."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.backlog: list[RawFrame] = []
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send_message(data)
+
+    async def receive_until(self, predicate: Callable[[RawFrame], bool]) -> RawFrame:
+        """Frames may arrive interleaved: read until one matches, keeping the others."""
+        for i, frame in enumerate(self.backlog):
+            if predicate(frame):
+                return self.backlog.pop(i)
+        while True:
+            message = await self.ws.get_message()
+            assert isinstance(message, bytes), f"node sent a text message: {message!r}"
+            frame = unpack_frame(message)
+            if predicate(frame):
+                return frame
+            self.backlog.append(frame)
+
+    async def answer_to(self, seq: bytes) -> RawFrame:
+        return await self.receive_until(lambda f: f.seq == seq)
+
+    async def handshake(self) -> dict[str, Any]:
+        seq = new_seq()
+        request = json.dumps({"minVersion": 0, "maxVersion": 2, "moduleID": 2}).encode()
+        await self.send(pack_frame(HANDSHAKE, seq, request))
+        answer = await self.answer_to(seq)
+        assert answer.status == 0, answer
+        info = json.loads(answer.payload)
+        version = info.get("protocolVersion")
+        assert isinstance(version, int), info
+        assert not isinstance(version, bool), info
+        assert version >= 1, info
+        return info
+
+    async def subscribe(self, topics: list[str]) -> None:
+        payload = json.dumps({"topics": topics}).encode()
+        await self.send(pack_frame(AMOP_SUBTOPIC, new_seq(), payload))
+
+
+@asynccontextmanager
+async def raw_connection(endpoint: str) -> AsyncIterator[RawConn]:
+    async with trio_websocket.open_websocket_url(f"ws://{endpoint}/") as ws:
+        yield RawConn(ws)
+    # trio-websocket 0.12 clients never close their TCP socket when the server
+    # closed the WebSocket first (``aclose`` returns early once a close reason is
+    # set), which filterwarnings=error turns into a ResourceWarning failure.
+    # Closing an already closed stream is a no-op, so always make sure here.
+    await trio.aclose_forcefully(ws._stream)
+
+
+async def read_forever(conn: RawConn) -> None:
+    """Read and drop frames until the connection closes."""
+    while True:
+        await conn.ws.get_message()
+
+
+async def wait_subscribed(node: Any, topic: str, count: int = 1) -> None:
+    """The spec requires no answer to AMOP_SUBTOPIC: poll the node's table."""
+    for _ in range(500):
+        if len(node.table.subscribers(topic)) >= count:
+            return
+        await trio.sleep(0.01)
+    raise AssertionError(f"the node did not register {count} subscriber(s) of {topic!r}")
+
+
+async def serve_one_unicast(sub: RawConn, topic: str, data: bytes, reply: bytes) -> None:
+    """As subscriber: take the next AMOP_REQUEST, check its body, answer it."""
+    request = await sub.receive_until(lambda f: f.type == AMOP_REQUEST)
+    assert SEQ_RE.fullmatch(request.seq), request
+    assert request.status == 0, request
+    assert not request.ext & EXT_RESPONSE, request
+    assert unpack_body(request.payload) == (0, topic, data)
+    await sub.send(pack_frame(AMOP_RESPONSE, request.seq, reply, ext=EXT_RESPONSE))
+
+
+async def unicast(pub: RawConn, sub: RawConn, topic: str, data: bytes, reply: bytes) -> None:
+    """Unicast through the node from ``pub`` to ``sub``; check the reply comes back."""
+    seq = new_seq()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_one_unicast, sub, topic, data, reply)
+        await pub.send(pack_frame(AMOP_REQUEST, seq, pack_body(topic, data)))
+        answer = await pub.answer_to(seq)
+    assert answer.type == AMOP_RESPONSE, answer
+    assert answer.ext & EXT_RESPONSE, answer
+    assert answer.status == 0, answer
+    assert answer.payload == reply, answer
+
+
+# -- the scenario ---------------------------------------------------------------
+
+
+async def test_raw_client_scenario() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            raw_connection(node.endpoint) as sub,
+            raw_connection(node.endpoint) as pub,
+        ):
+            # 1. handshakes
+            await sub.handshake()
+            await pub.handshake()
+
+            # 2. subscription (no answer required)
+            await sub.subscribe(["raw-topic"])
+            await wait_subscribed(node, "raw-topic")
+
+            # 3. unicast: request out to S, S's reply back to P
+            await unicast(pub, sub, "raw-topic", b"ping", b"pong")
+
+            # 4. multicast: S gets it, P gets an AMOP_RESPONSE with status 0
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_BROADCAST, seq, pack_body("raw-topic", b"all")))
+            delivered = await sub.receive_until(lambda f: f.type == AMOP_BROADCAST)
+            assert unpack_body(delivered.payload) == (0, "raw-topic", b"all")
+            assert SEQ_RE.fullmatch(delivered.seq), delivered
+            answer = await pub.answer_to(seq)
+            assert answer.type == AMOP_RESPONSE, answer
+            assert answer.status == 0, answer
+
+            # 5. unicast to a topic nobody subscribes to: 3001 with an error text
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_REQUEST, seq, pack_body("nobody-here", b"x")))
+            answer = await pub.answer_to(seq)
+            assert answer.type == AMOP_RESPONSE, answer
+            assert answer.status == NO_SUBSCRIBER_NODE, answer
+            assert answer.payload, answer
+            answer.payload.decode("utf-8")
+
+            # 6. a packet type that is not AMOP: 3004
+            seq = new_seq()
+            rpc = b'{"jsonrpc":"2.0","method":"getBlockNumber","params":["group0",""],"id":1}'
+            await pub.send(pack_frame(RPC_REQUEST, seq, rpc))
+            answer = await pub.answer_to(seq)
+            assert answer.status == UNSUPPORTED_TYPE, answer
+
+            # 7. topicLen runs past the end of the body: refused, connection kept
+            seq = new_seq()
+            bad_body = BODY_HEAD.pack(0, 50) + b"raw-topic"
+            await pub.send(pack_frame(AMOP_REQUEST, seq, bad_body))
+            answer = await pub.answer_to(seq)
+            assert answer.status != 0, answer
+            assert answer.status == INVALID_REQUEST, answer
+            await unicast(pub, sub, "raw-topic", b"still there?", b"yes")
+
+            # 8. a frame under 10 bytes closes that connection only
+            await pub.send(b"\x00\x00\x01\x11\x00")
+            with trio.fail_after(3), pytest.raises(trio_websocket.ConnectionClosed):
+                await read_forever(pub)
+            async with raw_connection(node.endpoint) as pub2:
+                await pub2.handshake()
+                await unicast(pub2, sub, "raw-topic", b"after", b"fine")
+            # nothing unexpected reached the subscriber along the way
+            assert sub.backlog == []
+
+
+@pytest.mark.parametrize("ptype", [AMOP_REQUEST, AMOP_BROADCAST], ids=["unicast", "multicast"])
+async def test_malformed_request_answered_as_amop_response(ptype: int) -> None:
+    """PROTOCOL.md: AMOP_RESPONSE (0x113) is the answer to 0x111 ("From the node:
+    the subscriber's reply, or status != 0 and a UTF-8 error text"), and the node
+    "answers each AMOP_BROADCAST with an AMOP_RESPONSE (same seq, status 0 or an
+    error code)". So a refused request must come back as 0x113, not echoed as
+    0x111 / 0x112, which a client could take for an incoming delivery."""
+    with trio.fail_after(TIMEOUT):
+        async with open_node("127.0.0.1:0") as node, raw_connection(node.endpoint) as pub:
+            await pub.handshake()
+            seq = new_seq()
+            await pub.send(pack_frame(ptype, seq, BODY_HEAD.pack(0, 50) + b"t"))
+            answer = await pub.answer_to(seq)
+            assert answer.status == INVALID_REQUEST, answer
+            assert answer.ext & EXT_RESPONSE, answer
+            assert answer.type == AMOP_RESPONSE, answer
