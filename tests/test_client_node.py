@@ -170,15 +170,15 @@ async def test_unicast_spreads_over_three_subscribers() -> None:
     with trio.fail_after(20):
         async with open_node(LOOPBACK) as node, AsyncExitStack() as stack:
             names = [b"sub-a", b"sub-b", b"sub-c"]
-            subscribers = [await stack.enter_async_context(open_amop(node.endpoint))
-                           for _ in names]
+            subscribers = [await stack.enter_async_context(open_amop(node.endpoint)) for _ in names]
             publisher = await stack.enter_async_context(open_amop(node.endpoint))
             seen: dict[bytes, list[Message]] = {name: [] for name in names}
             async with trio.open_nursery() as nursery:
                 for client, name in zip(subscribers, names, strict=True):
                     await nursery.start(
-                        partial(replier, client, "spread", partial(answer_with, name),
-                                log=seen[name])
+                        partial(
+                            replier, client, "spread", partial(answer_with, name), log=seen[name]
+                        )
                     )
                 assert len(node.table.subscribers("spread")) == 3
 
@@ -203,8 +203,9 @@ async def test_unicast_spreads_over_three_subscribers() -> None:
 async def test_multicast_reaches_every_subscriber_exactly_once() -> None:
     with trio.fail_after(15):
         async with open_node(LOOPBACK) as node, AsyncExitStack() as stack:
-            subscribers = [await stack.enter_async_context(open_amop(node.endpoint))
-                           for _ in range(5)]
+            subscribers = [
+                await stack.enter_async_context(open_amop(node.endpoint)) for _ in range(5)
+            ]
             publisher = await stack.enter_async_context(open_amop(node.endpoint))
             got: list[list[tuple[MessageKind, bytes]]] = [[] for _ in subscribers]
             async with trio.open_nursery() as nursery:
@@ -320,6 +321,7 @@ async def test_unsubscribe_stops_delivery() -> None:
         ):
             await servers.start(replier, client_b, "work", lambda _m: b"B")
             async with client_a.subscribe("work") as sub_a, trio.open_nursery() as a_server:
+
                 async def serve_a() -> None:
                     async for msg in sub_a:
                         await msg.reply(b"A")
@@ -384,8 +386,13 @@ async def test_subscriber_survives_node_restart_on_same_port() -> None:
 
                 async def subscriber(*, task_status: trio.TaskStatus[None]) -> None:
                     try:
-                        await replier(sub_client, "durable", lambda m: b"ack " + m.data,
-                                      log=log, task_status=task_status)
+                        await replier(
+                            sub_client,
+                            "durable",
+                            lambda m: b"ack " + m.data,
+                            log=log,
+                            task_status=task_status,
+                        )
                     finally:
                         loop_ended.set()
 
@@ -541,5 +548,7 @@ async def test_slow_subscriber_does_not_block_others() -> None:
             stats = slow.statistics()
             assert stats.queued <= 2
             assert stats.dropped > 0 or node.statistics().multicast_dropped > 0, (
-                stats, node.statistics())
+                stats,
+                node.statistics(),
+            )
             servers.cancel_scope.cancel()
