@@ -1,18 +1,21 @@
-"""The ``amop`` command: run a node, subscribe, publish, or watch a demo."""
+"""The ``amop`` command: run nodes and local networks, subscribe, publish, inspect."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any
 
 import trio
 
 from . import __version__
+from ._chain import TOPOLOGIES, load_config, plan_network, run_network
 from ._client import MessageKind, Subscription, open_amop
 from ._errors import AmopError
 from ._node.server import NodeLimits, open_node, parse_listen
@@ -23,13 +26,9 @@ UNICAST_MESSAGE = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_MESSAGE = "hello, FISCO BCOS, I am multi broadcast publisher!"
 
 
-def stamp() -> str:
-    """Timestamp in the format of Go's default logger, as the go-sdk examples print."""
-    return time.strftime("%Y/%m/%d %H:%M:%S")
-
-
-def say(text: str, out: TextIO | None = None) -> None:
-    print(f"{stamp()} {text}", file=out or sys.stdout, flush=True)
+def say(text: str) -> None:
+    """Print with a timestamp in the format of Go's default logger, as the go-sdk examples do."""
+    print(f"{time.strftime('%Y/%m/%d %H:%M:%S')} {text}", flush=True)
 
 
 def _positive_float(text: str) -> float:
@@ -39,7 +38,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _listen_address(text: str) -> str:
+def _address(text: str) -> str:
     try:
         parse_listen(text)
     except ValueError as exc:
@@ -58,21 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="log more: -v for connections and topics, -vv for every frame",
+        help="log more: -v for connections, links and topics, -vv for everything",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    endpoint_help = "node address: host:port, ws://… or wss://…"
 
     node = commands.add_parser(
         "node",
-        help="run an AMOP node that SDK clients connect to",
-        description="Run an AMOP node until Ctrl-C or SIGTERM.",
+        help="run an AMOP node that SDK clients and other nodes connect to",
+        description="Run an AMOP node until Ctrl-C or SIGTERM. Options override --config.",
+    )
+    node.add_argument("--config", type=Path, metavar="FILE", help="a config.toml of `amop chain`")
+    node.add_argument(
+        "--listen", type=_address, help="host:port for SDK clients (default 127.0.0.1:20200)"
     )
     node.add_argument(
-        "--listen",
-        type=_listen_address,
-        default="127.0.0.1:20200",
-        help="host:port for SDK clients (default 127.0.0.1:20200)",
+        "--p2p-listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="host:port other nodes link to (default: none)",
     )
+    node.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        type=_address,
+        metavar="HOST:PORT",
+        help="P2P address of a node to link to; repeat for several",
+    )
+    node.add_argument("--node-id", help="this node's id (default: from --config or the addresses)")
     node.add_argument(
         "--request-timeout",
         type=_positive_float,
@@ -88,50 +101,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest frame accepted (default 32 MiB)",
     )
 
+    chain = commands.add_parser(
+        "chain",
+        help="start a local network of linked nodes",
+        description="Write a config per node (SDK ports from 20200, P2P ports from 30300) "
+        "and run one node process each, linked together, until Ctrl-C or SIGTERM.",
+    )
+    chain.add_argument("-n", "--nodes", type=int, default=4, metavar="N", help="nodes (default 4)")
+    chain.add_argument(
+        "--dir", type=Path, default=Path("nodes"), help="node directories (default ./nodes)"
+    )
+    chain.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    chain.add_argument("--sdk-port", type=int, default=20200, help="first SDK port")
+    chain.add_argument("--p2p-port", type=int, default=30300, help="first P2P port")
+    chain.add_argument(
+        "--topology", choices=TOPOLOGIES, default="mesh", help="links (default mesh: every pair)"
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="show a node's id, links and topic directory",
+        description="Ask a node who it is, which nodes it links to and which topics it knows "
+        "of: the first thing to look at when a message does not arrive.",
+    )
+    status.add_argument("endpoint", help=endpoint_help)
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
     sub = commands.add_parser(
         "sub",
         help="subscribe to a topic and print what arrives",
         description="Subscribe to TOPIC and print every message.",
     )
-    sub.add_argument("endpoint", help="node address: host:port, ws://… or wss://…")
+    sub.add_argument("endpoint", help=endpoint_help)
     sub.add_argument("topic")
     sub.add_argument(
-        "--count",
-        type=int,
-        default=0,
-        metavar="N",
-        help="exit after N messages (default: run until Ctrl-C)",
+        "--count", type=int, default=0, metavar="N", help="exit after N messages (default: never)"
     )
     sub.add_argument(
-        "--reply",
-        default=None,
-        metavar="TEXT",
-        help="answer unicasts with TEXT (default: an empty reply)",
+        "--reply", metavar="TEXT", help="answer unicasts with TEXT (default: an empty reply)"
     )
 
     pub = commands.add_parser(
         "pub",
         help="publish a message to a topic",
-        description="Publish MESSAGE to TOPIC: unicast by default, "
-        "the reply is printed; --multicast reaches every subscriber.",
+        description="Publish MESSAGE to TOPIC: unicast by default, printing the reply; "
+        "--multicast reaches every subscriber.",
     )
-    pub.add_argument("endpoint", help="node address: host:port, ws://… or wss://…")
+    pub.add_argument("endpoint", help=endpoint_help)
     pub.add_argument("topic")
     pub.add_argument("message")
     pub.add_argument("--multicast", action="store_true", help="send to every subscriber")
     pub.add_argument(
-        "--count",
-        type=int,
-        default=1,
-        metavar="N",
-        help="send N messages, numbered from 0 (default 1)",
+        "--count", type=int, default=1, metavar="N", help="send N messages numbered from 0"
     )
     pub.add_argument(
-        "--interval",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="seconds between messages (default 0)",
+        "--interval", type=float, default=0.0, metavar="S", help="seconds between messages"
     )
     pub.add_argument(
         "--timeout",
@@ -143,23 +167,94 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="run a node, a subscriber and both kinds of publisher",
-        description="Start an embedded node, subscribe, then publish unicast "
-        "and multicast messages, printing what each side sees.",
+        help="run a two-node network, a subscriber and both kinds of publisher",
+        description="Start two linked nodes (127.0.0.1:20200 and :20201), subscribe on the "
+        "second, publish unicast and multicast messages on the first, and print what each "
+        "side sees.",
     )
     return parser
 
 
 async def run_node(args: argparse.Namespace) -> None:
+    config = load_config(args.config) if args.config else None
+    listen = args.listen or (config.listen if config else "127.0.0.1:20200")
+    p2p_listen = args.p2p_listen or (config.p2p_listen if config else None) or None
+    peers = [*(config.peers if config else ()), *args.peer]
+    node_id = args.node_id or (config.node_id if config else None)
     limits = NodeLimits(max_frame_size=args.max_frame_size)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(
-            args.listen, request_timeout=args.request_timeout, limits=limits
+            listen,
+            p2p_listen=p2p_listen,
+            peers=peers,
+            node_id=node_id,
+            request_timeout=args.request_timeout,
+            limits=limits,
         ) as node:
-            print(f"amop node listening on {node.url} (Ctrl-C to stop)", flush=True)
+            p2p = f", p2p {node.p2p_endpoint}" if node.p2p_endpoint else ""
+            print(
+                f"amop node {node.node_id[:16]}… listening on {node.url}{p2p} (Ctrl-C to stop)",
+                flush=True,
+            )
             async for signum in signals:
                 print(f"amop node stopping ({signal.Signals(signum).name})", flush=True)
                 break
+
+
+async def run_chain(args: argparse.Namespace) -> None:
+    configs = plan_network(
+        args.nodes,
+        host=args.host,
+        sdk_port=args.sdk_port,
+        p2p_port=args.p2p_port,
+        topology=args.topology,
+    )
+    print(f"amop chain: {args.nodes} nodes ({args.topology}) in {args.dir}/", flush=True)
+    await run_network(
+        args.dir, configs, report=lambda line: print(line, flush=True), verbose=args.verbose
+    )
+
+
+async def run_status(args: argparse.Namespace) -> None:
+    async with open_amop(args.endpoint, reconnect=False) as client:
+        status = await client.node_status()
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """A node's status as a few readable lines."""
+
+    def topics(counts: dict[str, int]) -> str:
+        return ", ".join(f"{t}({n})" for t, n in sorted(counts.items())) or "-"
+
+    lines = [
+        f"node {status['nodeId']}",
+        f"  sdk {status['sdk']}   p2p {status.get('p2p') or '-'}   clients {status['clients']}",
+        f"  local topics: {topics(status['topics'])}",
+        "links:",
+    ]
+    lines += [
+        f"  {link['direction']:3} {link['peer'][:16]}…  {link['remote']}"
+        for link in status["links"]
+    ] or ["  (none)"]
+    if status["peers"]:
+        lines.append("configured peers:")
+        for peer in status["peers"]:
+            line = f"  {peer['address']:21} {peer['state']}"
+            if peer["peer"]:
+                line += f"  {peer['peer'][:16]}…"
+            if peer["error"]:
+                line += f"  last error: {peer['error']}"
+            lines.append(line)
+    lines.append("directory (reachable nodes):")
+    for entry in status["directory"]:
+        via = f"via {entry['nextHop'][:8]}…" if entry["nextHop"] else "(this node)"
+        sdk = ",".join(entry["endpoints"]) or "-"
+        lines.append(
+            f"  {entry['node'][:16]}…  hops {entry['distance']}  {via:14} {sdk}  "
+            f"topics: {topics(entry['topics'])}"
+        )
+    return "\n".join(lines)
 
 
 async def print_messages(sub: Subscription, count: int, reply: str | None) -> None:
@@ -208,32 +303,39 @@ async def run_pub(args: argparse.Namespace) -> None:
 
 async def run_demo(args: argparse.Namespace) -> None:
     topic, count = "hello", 3
-    async with open_node("127.0.0.1:0") as node:
-        print(f"node listening on {node.url}", flush=True)
-        async with (
-            open_amop(node.endpoint) as subscriber,
-            open_amop(node.endpoint) as publisher,
-            subscriber.subscribe(topic) as sub,
-            trio.open_nursery() as nursery,
-        ):
-            print("Subscriber success", flush=True)
-            nursery.start_soon(print_messages, sub, 2 * count, "ok")
+    print("two linked nodes: node0 on 127.0.0.1:20200, node1 on 127.0.0.1:20201", flush=True)
+    async with (
+        open_node("127.0.0.1:20200", p2p_listen="127.0.0.1:0") as node0,
+        open_node(
+            "127.0.0.1:20201", p2p_listen="127.0.0.1:0", peers=[node0.p2p_endpoint or ""]
+        ) as node1,
+        open_amop(node1.endpoint) as subscriber,
+        open_amop(node0.endpoint) as publisher,
+        subscriber.subscribe(topic) as sub,
+        trio.open_nursery() as nursery,
+    ):
+        print("Subscriber success", flush=True)
+        with trio.fail_after(10):  # the subscription reaches node0 through the link
+            await node0.network.wait_subscribed(topic)
+        nursery.start_soon(print_messages, sub, 2 * count, "ok")
 
-            async def unicast(text: str) -> bytes:
-                return await publisher.publish(topic, text)
+        async def unicast(text: str) -> bytes:
+            return await publisher.publish(topic, text)
 
-            async def multicast(text: str) -> None:
-                await publisher.broadcast(topic, text)
+        async def multicast(text: str) -> None:
+            await publisher.broadcast(topic, text)
 
-            print("-- unicast: each message goes to one subscriber, its reply comes back")
-            await publish_numbered(unicast, UNICAST_MESSAGE, count, 0.1)
-            print("-- multicast: each message goes to every subscriber")
-            await publish_numbered(multicast, MULTICAST_MESSAGE, count, 0.1)
+        print(f"-- unicast from {node0.endpoint}: one subscriber gets it, its reply comes back")
+        await publish_numbered(unicast, UNICAST_MESSAGE, count, 0.1)
+        print(f"-- multicast from {node0.endpoint}: every subscriber gets it")
+        await publish_numbered(multicast, MULTICAST_MESSAGE, count, 0.1)
     print("demo finished", flush=True)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "node": run_node,
+    "chain": run_chain,
+    "status": run_status,
     "sub": run_sub,
     "pub": run_pub,
     "demo": run_demo,
@@ -257,7 +359,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"amop {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

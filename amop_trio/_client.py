@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import math
 import random
@@ -29,7 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import trio
 
@@ -47,6 +48,7 @@ from ._log import log_event
 from ._transport import websocket
 from ._transport.connection import FrameConnection
 from ._util import Pending, as_bytes, backoff_delay, unwrap_group, unwrapped_errors
+from ._wire.peer import PeerType
 from ._wire.status import Status
 from ._wire.ws import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -405,6 +407,22 @@ class AmopClient:
             raise AmopTimeoutError(
                 f"node did not accept the multicast on {topic!r} within {timeout:g} s"
             )
+
+    async def node_status(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The node's id, links and topic directory (amop_trio nodes only).
+
+        Raises ``RejectedError`` with status 3004 from a node that does not
+        answer status queries, such as a real FISCO BCOS node.
+        """
+        timeout = self._timeout if timeout is None else timeout
+        frame = Frame(PeerType.NODE_STATUS, new_seq(), b"{}")
+        with trio.move_on_after(timeout) as scope:
+            answer = await (await self._wait_link()).request(frame)
+        if scope.cancelled_caught:
+            raise AmopTimeoutError(f"node did not answer the status query within {timeout:g} s")
+        _check_status(answer, "(status)")
+        status: dict[str, Any] = json.loads(answer.payload)
+        return status
 
     async def wait_connected(self) -> None:
         """Wait until a connection to a node is up."""

@@ -68,3 +68,13 @@ def choose_unicast(
     if not remaining:
         return None
     return (rng or random).choice(remaining)
+
+
+def choose_weighted(counts: dict[str, int], rng: random.Random | None = None) -> str:
+    """A key of ``counts`` picked with probability proportional to its count.
+
+    With subscriber counts per node, this makes every subscriber of the
+    network equally likely, whichever node it is connected to.
+    """
+    nodes = list(counts)
+    return (rng or random).choices(nodes, weights=[counts[n] for n in nodes])[0]

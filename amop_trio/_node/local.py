@@ -1,0 +1,154 @@
+"""The clients connected to this node: their sessions, topics and local delivery.
+
+``LocalHub`` knows every SDK session and the topic table, and delivers to
+them: a unicast to one random local subscriber after another until one
+answers, a multicast queued without waiting on every local subscriber's
+bounded outbox. It neither reads frames nor knows other nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import trio
+
+from .._errors import ConnectionLostError
+from .._log import log_event
+from .._transport.connection import FrameConnection
+from .._transport.websocket import FrameSocket
+from .._util import Pending
+from .._wire.status import Status
+from .._wire.ws import Frame, PacketType, encode_frame, new_seq
+from .router import TopicTable, choose_unicast
+
+logger = logging.getLogger("amop_trio.node")
+
+
+@dataclass(slots=True)
+class NodeStatistics:
+    """Counters of a node since it started."""
+
+    connections: int = 0
+    unicasts: int = 0
+    multicasts: int = 0
+    multicast_dropped: int = 0
+    refused: int = 0
+    forwarded: int = 0
+
+
+class Session(FrameConnection):
+    """One SDK client connected to this node."""
+
+    def __init__(self, sid: int, sock: FrameSocket, outbox_size: int) -> None:
+        super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
+        self.id = sid
+        self.acks = False
+        self.requests = 0
+        self.dropped = 0
+        #: node seqs of unicasts delivered to this session and not answered yet.
+        self.deliveries: dict[bytes, Pending[Frame]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.name}>"
+
+    def on_close(self, reason: str) -> None:
+        for waiter in self.deliveries.values():
+            waiter.fail(ConnectionLostError(f"subscriber {self.name} disconnected: {reason}"))
+        self.deliveries.clear()
+
+
+class LocalHub:
+    """Sessions of this node and delivery to them."""
+
+    def __init__(self, rng: random.Random, stats: NodeStatistics) -> None:
+        self.table = TopicTable()
+        self.sessions: dict[int, Session] = {}
+        self.stats = stats
+        self._rng = rng
+        self._session_ended = trio.Event()
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self.stats.connections += 1
+
+    def remove(self, session: Session) -> set[str]:
+        """Forget a session; returns the topics it held."""
+        self.sessions.pop(session.id, None)
+        topics = self.table.remove_session(session.id)
+        self._session_ended.set()
+        self._session_ended = trio.Event()
+        return topics
+
+    async def close_all(self, timeout: float) -> None:
+        """Close every session politely and wait, at most ``timeout``, for them to end."""
+        for session in list(self.sessions.values()):
+            session.close("node stopping", code=1001)
+        with trio.move_on_after(timeout):
+            while self.sessions:
+                await self._session_ended.wait()
+
+    def topic_counts(self) -> dict[str, int]:
+        return self.table.topics()
+
+    def subscriber_count(self, topic: str) -> int:
+        return len(self.table.subscribers(topic))
+
+    def fan_out(self, topic: str, body: bytes) -> int:
+        """Queue a multicast on every local subscriber; returns how many got it."""
+        data = encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
+        delivered = 0
+        for sid in self.table.subscribers(topic):
+            target = self.sessions.get(sid)
+            if target is None or target.closed:
+                continue
+            if target.send_nowait(data):
+                delivered += 1
+                continue
+            target.dropped += 1
+            self.stats.multicast_dropped += 1
+            if target.dropped % 10000 == 1:
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "multicast_dropped",
+                    session=target.id,
+                    topic=topic,
+                    dropped=target.dropped,
+                    reason="subscriber outbox full",
+                )
+        return delivered
+
+    async def unicast(self, topic: str, body: bytes) -> tuple[int, bytes]:
+        """Deliver to one local subscriber after another until one answers.
+
+        Returns (status, reply); runs until cancelled by the caller's deadline.
+        """
+        tried: set[int] = set()
+        last_status = Status.NO_SUBSCRIBER_CLIENT
+        while True:
+            sid = choose_unicast(self.table.subscribers(topic), tried, self._rng)
+            if sid is None:
+                return last_status, f"no local subscriber of {topic!r} answered".encode()
+            tried.add(sid)
+            target = self.sessions.get(sid)
+            reply = await self._deliver(target, body) if target is not None else None
+            if reply is not None and reply.status == 0:
+                return 0, reply.payload
+            if reply is not None and reply.status != Status.NO_SUBSCRIBER_CLIENT:
+                last_status = Status.SEND_FAILED
+
+    async def _deliver(self, target: Session, body: bytes) -> Frame | None:
+        """Send one unicast to ``target``; its reply, or None if it went away."""
+        seq = new_seq()
+        waiter: Pending[Frame] = Pending()
+        target.deliveries[seq] = waiter
+        try:
+            await target.send(encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body)))
+            await waiter.event.wait()
+        except ConnectionLostError:
+            return None
+        finally:
+            target.deliveries.pop(seq, None)
+        return waiter.result

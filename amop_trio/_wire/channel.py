@@ -1,0 +1,680 @@
+"""The channel frame of FISCO BCOS 2.x and the AMOP payloads it carries.
+
+Theory of operation: the 2.x protocol puts frames back to back on one TLS
+byte stream, so unlike ws the receiving side has to find frame boundaries
+itself. ``ChannelDecoder`` does that in the style of h11's receive buffer:
+``feed()`` appends whatever bytes arrived, ``next_frame()`` returns the next
+complete ``ChannelFrame`` or ``None`` when more bytes are needed. The length
+prefix is checked as soon as its 4 bytes are known, so a bogus or oversized
+length fails at once instead of making the decoder wait for (and buffer) a
+body that will never be valid. Consumed bytes are skipped with an offset and
+the buffer is compacted only when at least half of it is dead, which keeps
+decoding many small frames linear in the input size. Once the decoder has
+raised, it stays broken: the stream has lost its framing and cannot recover.
+
+Everything else here is a pure function of bytes: ``encode_channel_frame`` /
+``decode_channel_frame`` for one whole frame, and type-specific helpers for
+the frame's ``data``: the topic body of 0x30/0x31/0x35, the JSON of
+heartbeat, handshake, subscription and the private-topic verification pair.
+No Trio, no sockets, no clock. All integers are big-endian (PROTOCOL.md
+section 2).
+
+Errors: peer bytes that do not parse raise ``WireError`` (``FrameTooLargeError``
+for an oversized length). Errors in a request's body carry
+``status=Status.INVALID_REQUEST``, a ws code, like the ws codec does; a node
+answering on a channel connection converts it with
+``channel_result_from_status``. Asking to encode something the wire cannot
+carry raises ``EncodeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, NoReturn, TypeGuard
+
+from .._errors import EncodeError, FrameTooLargeError, WireError
+from .status import Status
+
+#: length u32, type u16, seq 32 bytes, result i32.
+_HEADER = struct.Struct(">IH32si")
+_LENGTH = struct.Struct(">I")
+_TYPE = struct.Struct(">H")
+_RESULT = struct.Struct(">i")
+
+#: Size of the fixed frame header; the smallest valid ``length``.
+HEADER_SIZE = _HEADER.size
+#: Size of the ``seq`` field: 32 ASCII hex chars.
+SEQ_SIZE = 32
+#: Default cap on one frame: 32 MiB, the same as the ws codec.
+DEFAULT_MAX_FRAME_SIZE = 32 * 1024 * 1024
+#: Longest topic a topic body can carry: topicLen is a u8 that counts itself.
+MAX_TOPIC_BYTES = 254
+
+#: Heartbeat bodies of protocol version 1 (bare ASCII digits).
+HEARTBEAT_REQUEST_V1 = b"0"
+HEARTBEAT_ANSWER_V1 = b"1"
+#: Heartbeat bodies of protocol version 2 and later (JSON).
+HEARTBEAT_REQUEST = b'{"heartBeat":0}'
+HEARTBEAT_ANSWER = b'{"heartBeat":1}'
+
+_I32_MAX = 0x7FFFFFFF
+_I32_MIN = -0x80000000
+# Compact the decoder's buffer only when the dead prefix is at least this big
+# (or the buffer is fully consumed); smaller prefixes are not worth a memmove.
+_COMPACT_MIN = 64 * 1024
+
+
+class ChannelType(IntEnum):
+    """Packet types of the channel protocol (PROTOCOL.md section 2)."""
+
+    #: JSON-RPC request/answer (not AMOP).
+    RPC = 0x12
+    HEARTBEAT = 0x13
+    HANDSHAKE = 0x14
+    #: Unicast request, topic body.
+    AMOP_REQUEST = 0x30
+    #: Unicast answer (and multicast acknowledgement), topic body, same seq.
+    AMOP_RESPONSE = 0x31
+    #: The client's complete topic set, a JSON array; no answer.
+    AMOP_SUBSCRIBE = 0x32
+    #: Multicast, topic body; the node answers with AMOP_RESPONSE.
+    AMOP_MULTICAST = 0x35
+    #: Node to publisher: verify a private-topic subscriber (JSON).
+    VERIFY_REQUEST = 0x37
+    #: Publisher to node: outcome of a verification (JSON).
+    VERIFY_RESULT = 0x38
+
+
+class ChannelResult(IntEnum):
+    """Result codes of the channel protocol (FISCO BCOS 2.x)."""
+
+    SUCCESS = 0
+    #: No reachable node has a subscriber for the topic.
+    REMOTE_PEER_UNAVAILABLE = 100
+    #: The chosen node has no usable client for the topic.
+    REMOTE_CLIENT_UNAVAILABLE = 101
+    TIMEOUT = 102
+    #: Rejected: bandwidth limit exceeded (amop_trio also uses it for overload).
+    REJECTED = 103
+    SEND_FAILED = 104
+
+
+_RESULT_DESCRIPTIONS = {
+    ChannelResult.SUCCESS: "success",
+    ChannelResult.REMOTE_PEER_UNAVAILABLE: "no reachable node has a subscriber for the topic",
+    ChannelResult.REMOTE_CLIENT_UNAVAILABLE: "the chosen node has no usable client for the topic",
+    ChannelResult.TIMEOUT: "timed out waiting for the subscriber's reply",
+    ChannelResult.REJECTED: "rejected: bandwidth limit exceeded",
+    ChannelResult.SEND_FAILED: "sending to the subscriber failed",
+}
+
+_STATUS_TO_RESULT = {
+    Status.SUCCESS: ChannelResult.SUCCESS,
+    Status.NO_SUBSCRIBER_NODE: ChannelResult.REMOTE_PEER_UNAVAILABLE,
+    Status.NO_SUBSCRIBER_CLIENT: ChannelResult.REMOTE_CLIENT_UNAVAILABLE,
+    Status.TIMEOUT: ChannelResult.TIMEOUT,
+    Status.BANDWIDTH_LIMIT: ChannelResult.REJECTED,
+    Status.OVERLOADED: ChannelResult.REJECTED,
+    Status.SEND_FAILED: ChannelResult.SEND_FAILED,
+}
+
+_RESULT_TO_STATUS = {
+    ChannelResult.SUCCESS: Status.SUCCESS,
+    ChannelResult.REMOTE_PEER_UNAVAILABLE: Status.NO_SUBSCRIBER_NODE,
+    ChannelResult.REMOTE_CLIENT_UNAVAILABLE: Status.NO_SUBSCRIBER_CLIENT,
+    ChannelResult.TIMEOUT: Status.TIMEOUT,
+    ChannelResult.REJECTED: Status.BANDWIDTH_LIMIT,
+    ChannelResult.SEND_FAILED: Status.SEND_FAILED,
+}
+
+
+def channel_result_from_status(status: int) -> ChannelResult:
+    """The 2.x result code that says what the ws ``Status`` code says.
+
+    0→0, 3001→100, 3002→101, 1000→102, 1004→103, 3003→104. amop_trio's
+    OVERLOADED (3006) becomes 103 (rejected: try later). Every other code,
+    including UNSUPPORTED_TYPE, INVALID_REQUEST and codes this library does
+    not know, becomes 104 (sending failed): 2.x has nothing closer, and it is
+    a failure either way.
+    """
+    try:
+        return _STATUS_TO_RESULT[Status(status)]
+    except (ValueError, KeyError):
+        return ChannelResult.SEND_FAILED
+
+
+def status_from_channel_result(result: int) -> Status:
+    """The ws ``Status`` code that says what the 2.x result code says.
+
+    The inverse of ``channel_result_from_status`` on the six 2.x codes
+    (103 maps back to BANDWIDTH_LIMIT); an unknown result code becomes
+    SEND_FAILED (3003), a generic failure.
+    """
+    try:
+        return _RESULT_TO_STATUS[ChannelResult(result)]
+    except ValueError:
+        return Status.SEND_FAILED
+
+
+def describe_channel_result(result: int) -> str:
+    """A short human text for a 2.x result code, known or not."""
+    try:
+        return _RESULT_DESCRIPTIONS[ChannelResult(result)]
+    except ValueError:
+        return "unknown result code"
+
+
+# ---------------------------------------------------------------------------
+# frames
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFrame:
+    """One channel frame. ``seq`` is the raw 32 bytes, exactly as on the wire."""
+
+    type: int
+    seq: bytes
+    result: int = 0
+    data: bytes = b""
+
+
+def new_channel_seq() -> bytes:
+    """A fresh request id: 32 lowercase hex ASCII bytes, a UUID4 without dashes."""
+    return uuid.uuid4().hex.encode("ascii")
+
+
+def encode_channel_frame(frame: ChannelFrame) -> bytes:
+    """The bytes of one frame; ``EncodeError`` if a field does not fit."""
+    seq = frame.seq
+    if not isinstance(seq, bytes | bytearray) or len(seq) != SEQ_SIZE:
+        got = f"{len(seq)} bytes" if isinstance(seq, bytes | bytearray) else type(seq).__name__
+        raise EncodeError(f"channel frame seq must be exactly {SEQ_SIZE} bytes, got {got}")
+    length = HEADER_SIZE + len(frame.data)
+    if length > 0xFFFFFFFF:
+        raise EncodeError(f"channel frame of {length} bytes does not fit the u32 length field")
+    try:
+        head = _HEADER.pack(length, frame.type, bytes(seq), frame.result)
+    except struct.error as exc:
+        raise EncodeError(
+            f"channel frame field out of range: {exc} (type={frame.type!r:.30}, "
+            f"result={frame.result!r:.30})"
+        ) from None
+    return head + frame.data
+
+
+def _check_length(length: int, max_size: int) -> None:
+    if length < HEADER_SIZE:
+        raise WireError(
+            f"frame length field {length} is smaller than the {HEADER_SIZE}-byte header"
+        )
+    if length > max_size:
+        raise FrameTooLargeError(
+            f"frame length field {length} exceeds the maximum of {max_size} bytes"
+        )
+
+
+def _parse(buf: bytes | bytearray | memoryview, at: int, length: int) -> ChannelFrame:
+    """The frame of ``length`` bytes at offset ``at``, all of which is in ``buf``."""
+    _, ftype, seq, result = _HEADER.unpack_from(buf, at)
+    with memoryview(buf) as view, view[at + HEADER_SIZE : at + length] as body:
+        data = body.tobytes()
+    return ChannelFrame(type=ftype, seq=seq, result=result, data=data)
+
+
+def decode_channel_frame(
+    buf: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_FRAME_SIZE
+) -> ChannelFrame:
+    """Parse exactly one whole frame; ``WireError`` if it is malformed or too large.
+
+    The length field must equal the number of bytes given: for a stream, use
+    ``ChannelDecoder``.
+    """
+    size = len(buf) if not isinstance(buf, memoryview) else buf.nbytes
+    if size > max_size:
+        raise FrameTooLargeError(f"frame of {size} bytes exceeds the maximum of {max_size} bytes")
+    if size < HEADER_SIZE:
+        raise WireError(f"frame too short: {size} bytes, the header needs {HEADER_SIZE}")
+    (length,) = _LENGTH.unpack_from(buf)
+    if length != size:
+        raise WireError(f"frame length field {length} does not match the {size} bytes given")
+    return _parse(buf, 0, length)
+
+
+class ChannelDecoder:
+    """Incremental decoder of a channel byte stream.
+
+    ``feed()`` the bytes as they arrive, then call ``next_frame()`` until it
+    returns ``None`` (or iterate ``frames()``). Call ``feed_eof()`` when the
+    stream ends: the remaining complete frames are still returned, then
+    ``next_frame()`` raises ``WireError`` if a partial frame is left over.
+
+    A length field below the 42-byte header or above ``max_frame_size`` raises
+    from ``next_frame()`` as soon as its 4 bytes are buffered, without waiting
+    for the body. After any ``WireError`` the decoder is broken for good:
+    ``feed()`` and ``next_frame()`` raise again.
+    """
+
+    __slots__ = ("_buf", "_eof", "_error", "_max", "_pos")
+
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
+            raise TypeError(f"max_frame_size must be an int, got {max_frame_size!r:.50}")
+        if max_frame_size < HEADER_SIZE:
+            raise ValueError(
+                f"max_frame_size must be at least the {HEADER_SIZE}-byte header, "
+                f"got {max_frame_size}"
+            )
+        self._max = max_frame_size
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._error: WireError | None = None
+
+    def __repr__(self) -> str:
+        state = "broken" if self._error else "eof" if self._eof else "open"
+        return (
+            f"<ChannelDecoder {state}, {self.pending_bytes} bytes pending, "
+            f"max_frame_size={self._max}>"
+        )
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._max
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed but not yet returned as frames."""
+        return len(self._buf) - self._pos
+
+    @property
+    def broken(self) -> bool:
+        """Whether the decoder has raised a ``WireError`` and will only raise again."""
+        return self._error is not None
+
+    def _raise_broken(self) -> NoReturn:
+        err = self._error
+        assert err is not None
+        raise type(err)(f"channel decoder already failed: {err}", status=err.status)
+
+    def _fail(self, err: WireError) -> NoReturn:
+        self._error = err
+        raise err
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes received from the stream (any chunking, empty allowed)."""
+        if self._error is not None:
+            self._raise_broken()
+        if self._eof:
+            raise RuntimeError("ChannelDecoder.feed() called after feed_eof()")
+        pos = self._pos
+        if pos and (pos >= _COMPACT_MIN and 2 * pos >= len(self._buf)):
+            # Amortised linear: the bytes moved (< pos) were paid for by the
+            # pos bytes consumed since the last compaction.
+            del self._buf[:pos]
+            self._pos = 0
+        self._buf += data
+
+    def feed_eof(self) -> None:
+        """Mark the end of the stream; idempotent."""
+        self._eof = True
+
+    def next_frame(self) -> ChannelFrame | None:
+        """The next complete frame, or ``None`` if more bytes are needed."""
+        if self._error is not None:
+            self._raise_broken()
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail < _LENGTH.size:
+            if self._eof and avail:
+                self._fail(WireError(f"stream ended inside a frame's length field ({avail} bytes)"))
+            return None
+        (length,) = _LENGTH.unpack_from(buf, pos)
+        try:
+            _check_length(length, self._max)
+        except WireError as exc:
+            self._fail(exc)
+        if avail < length:
+            if self._eof:
+                self._fail(
+                    WireError(f"stream ended inside a frame: {avail} of its {length} bytes arrived")
+                )
+            return None
+        frame = _parse(buf, pos, length)
+        pos += length
+        if pos == len(buf):
+            buf.clear()
+            pos = 0
+        self._pos = pos
+        return frame
+
+    def frames(self) -> Iterator[ChannelFrame]:
+        """Every complete frame buffered now, in order."""
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+
+# ---------------------------------------------------------------------------
+# topic body (0x30, 0x31, 0x35)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicBody:
+    """The data of AMOP_REQUEST, AMOP_RESPONSE and AMOP_MULTICAST.
+
+    An AMOP_RESPONSE whose ``result`` is not 0 usually has empty data (real
+    nodes clear it), so decode the body of an answer only when result is 0.
+    """
+
+    topic: str
+    data: bytes
+
+
+def _topic_bytes(topic: str) -> bytes:
+    if not isinstance(topic, str):
+        raise EncodeError(f"topic must be a str, got {type(topic).__name__}")
+    try:
+        raw = topic.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(
+            f"topic is not valid Unicode text ({exc.reason} at {exc.start})"
+        ) from None
+    if not raw:
+        raise EncodeError("topic is empty; the channel protocol needs at least 1 byte")
+    if len(raw) > MAX_TOPIC_BYTES:
+        raise EncodeError(
+            f"topic is {len(raw)} bytes in UTF-8, the channel protocol allows at most "
+            f"{MAX_TOPIC_BYTES}"
+        )
+    return raw
+
+
+def encode_topic_body(topic: str, data: bytes) -> bytes:
+    """``topicLen u8`` (= topic bytes + 1), the UTF-8 topic, then ``data``."""
+    raw = _topic_bytes(topic)
+    return b"".join((bytes((len(raw) + 1,)), raw, data))
+
+
+def decode_topic_body(data: bytes | bytearray | memoryview) -> TopicBody:
+    """Parse the data of AMOP_REQUEST / AMOP_RESPONSE / AMOP_MULTICAST."""
+    body = bytes(data)
+    size = len(body)
+    if size < 1:
+        raise WireError(
+            "topic body is empty: it needs at least the topicLen byte",
+            status=Status.INVALID_REQUEST,
+        )
+    topic_len = body[0]
+    if topic_len < 2:
+        raise WireError(
+            f"topicLen {topic_len} leaves no room for a topic: it counts itself, "
+            f"so a topic of at least 1 byte needs topicLen 2 or more",
+            status=Status.INVALID_REQUEST,
+        )
+    if topic_len > size:
+        raise WireError(
+            f"topicLen {topic_len} runs past the end of a {size}-byte topic body",
+            status=Status.INVALID_REQUEST,
+        )
+    try:
+        topic = body[1:topic_len].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError(
+            f"topic is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            status=Status.INVALID_REQUEST,
+        ) from None
+    return TopicBody(topic=topic, data=body[topic_len:])
+
+
+# ---------------------------------------------------------------------------
+# JSON payloads
+
+
+def _encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _decode_json(payload: bytes | bytearray | memoryview, what: str) -> Any:
+    try:
+        return json.loads(bytes(payload))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WireError(
+            f"{what}: invalid JSON ({str(exc)[:200]})", status=Status.INVALID_REQUEST
+        ) from None
+
+
+def _decode_json_object(payload: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
+    value = _decode_json(payload, what)
+    if not isinstance(value, dict):
+        raise WireError(
+            f"{what}: expected a JSON object, got {type(value).__name__}",
+            status=Status.INVALID_REQUEST,
+        )
+    return value
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utf8_text(value: str, what: str) -> str:
+    # JSON can spell lone surrogates ("\ud800"); no UTF-8 wire field can carry them.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError(
+            f"{what}: {value[:40]!r} is not valid UTF-8 text", status=Status.INVALID_REQUEST
+        ) from None
+    return value
+
+
+def _str_field(obj: dict[str, Any], key: str, what: str, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise WireError(
+            f"{what}: {key} must be a string, got {value!r:.50}",
+            status=Status.INVALID_REQUEST,
+        )
+    return _utf8_text(value, f"{what}: {key}")
+
+
+def _i32_field(
+    obj: dict[str, Any], key: str, what: str, default: int | None = None, *, lo: int = _I32_MIN
+) -> int:
+    value = obj.get(key, default)
+    if not _is_int(value) or not lo <= value <= _I32_MAX:
+        raise WireError(
+            f"{what}: {key} must be an integer from {lo} to {_I32_MAX}, got {value!r:.50}",
+            status=Status.INVALID_REQUEST,
+        )
+    return value
+
+
+def heartbeat_request(protocol: int) -> bytes:
+    """The heartbeat body a client of the negotiated ``protocol`` version sends."""
+    return HEARTBEAT_REQUEST_V1 if protocol <= 1 else HEARTBEAT_REQUEST
+
+
+def heartbeat_answer(request_data: bytes | bytearray | memoryview) -> bytes:
+    """The node's answer to a heartbeat body, in the form the client used.
+
+    ``"0"`` gets ``"1"``; ``{"heartBeat":0}`` and an empty body (some SDKs
+    send one) get ``{"heartBeat":1}``, which is what a 2.x node of protocol 2
+    or later answers. Anything else raises ``WireError``; a lenient node may
+    answer ``HEARTBEAT_ANSWER`` regardless.
+    """
+    text = bytes(request_data).strip()
+    if not text:
+        return HEARTBEAT_ANSWER
+    if text == HEARTBEAT_REQUEST_V1:
+        return HEARTBEAT_ANSWER_V1
+    obj = _decode_json_object(text, "heartbeat")
+    beat = obj.get("heartBeat")
+    if not _is_int(beat) or beat != 0:
+        raise WireError(
+            f'heartbeat: expected "heartBeat": 0 in a request, got {beat!r:.50}',
+            status=Status.INVALID_REQUEST,
+        )
+    return HEARTBEAT_ANSWER
+
+
+def is_heartbeat_answer(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` is a node's heartbeat answer (``"1"`` or ``{"heartBeat":1}``)."""
+    text = bytes(data).strip()
+    if text == HEARTBEAT_ANSWER_V1:
+        return True
+    try:
+        obj = _decode_json_object(text, "heartbeat answer")
+    except WireError:
+        return False
+    beat = obj.get("heartBeat")
+    return _is_int(beat) and beat == 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHandshakeRequest:
+    """Payload of the client's HANDSHAKE (0x14): the protocol versions it speaks.
+
+    Decoding fills missing fields the way a 2.x node does: versions default
+    to 1 and ``clientType`` to the empty string.
+    """
+
+    minimum_support: int = 1
+    maximum_support: int = 3
+    client_type: str = "amop_trio"
+
+    def encode(self) -> bytes:
+        return _encode_json(
+            {
+                "minimumSupport": self.minimum_support,
+                "maximumSupport": self.maximum_support,
+                "clientType": self.client_type,
+            }
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeRequest:
+        what = "handshake request"
+        obj = _decode_json_object(payload, what)
+        return cls(
+            minimum_support=_i32_field(obj, "minimumSupport", what, 1, lo=0),
+            maximum_support=_i32_field(obj, "maximumSupport", what, 1, lo=0),
+            client_type=_str_field(obj, "clientType", what, ""),
+        )
+
+    def choose_protocol(self, minimum: int, maximum: int) -> int | None:
+        """The version a node speaking ``minimum..maximum`` picks, or ``None``.
+
+        Like a 2.x node: the highest version both sides support; ``None`` when
+        the ranges do not overlap (the node then drops the connection).
+        """
+        if maximum < self.minimum_support or minimum > self.maximum_support:
+            return None
+        return min(maximum, self.maximum_support)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHandshakeResponse:
+    """Payload of the node's HANDSHAKE answer: the chosen protocol version."""
+
+    protocol: int
+    node_version: str = ""
+
+    def encode(self) -> bytes:
+        return _encode_json({"protocol": self.protocol, "nodeVersion": self.node_version})
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeResponse:
+        what = "handshake answer"
+        obj = _decode_json_object(payload, what)
+        return cls(
+            protocol=_i32_field(obj, "protocol", what),
+            node_version=_str_field(obj, "nodeVersion", what, ""),
+        )
+
+
+def encode_subscription(topics: Iterable[str]) -> bytes:
+    """Payload of AMOP_SUBSCRIBE (0x32): the client's complete topic set.
+
+    Every topic must fit a topic body (1 to 254 UTF-8 bytes), else
+    ``EncodeError``.
+    """
+    topic_list = list(topics)
+    for topic in topic_list:
+        _topic_bytes(topic)
+    return _encode_json(topic_list)
+
+
+def decode_subscription(payload: bytes | bytearray | memoryview) -> list[str]:
+    """The topic list of an AMOP_SUBSCRIBE payload (a JSON array of strings)."""
+    value = _decode_json(payload, "subscription")
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise WireError(
+            "subscription: expected a JSON array of topic strings",
+            status=Status.INVALID_REQUEST,
+        )
+    return [_utf8_text(topic, "subscription: topic") for topic in value]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelVerifyRequest:
+    """Payload of VERIFY_REQUEST (0x37), pushed by a node to a private topic's publisher.
+
+    ``topic`` is the wire name ``#!$TopicNeedVerify_<T>``, ``topic_for_cert``
+    the subscriber's challenge topic, ``node_id`` the subscriber's node.
+    """
+
+    topic: str
+    topic_for_cert: str
+    node_id: str
+
+    def encode(self) -> bytes:
+        return _encode_json(
+            {"topic": self.topic, "topicForCert": self.topic_for_cert, "nodeId": self.node_id}
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelVerifyRequest:
+        what = "verify request"
+        obj = _decode_json_object(payload, what)
+        return cls(
+            topic=_str_field(obj, "topic", what),
+            topic_for_cert=_str_field(obj, "topicForCert", what),
+            node_id=_str_field(obj, "nodeId", what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelVerifyResult:
+    """Payload of VERIFY_RESULT (0x38): the publisher's verdict on a subscriber.
+
+    ``check_result`` 0 means verified; 2.x nodes treat any other value as failed.
+    """
+
+    check_result: int
+    node_id: str
+    topic: str
+
+    @property
+    def verified(self) -> bool:
+        return self.check_result == 0
+
+    def encode(self) -> bytes:
+        return _encode_json(
+            {"checkResult": self.check_result, "nodeId": self.node_id, "topic": self.topic}
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelVerifyResult:
+        what = "verify result"
+        obj = _decode_json_object(payload, what)
+        return cls(
+            check_result=_i32_field(obj, "checkResult", what),
+            node_id=_str_field(obj, "nodeId", what),
+            topic=_str_field(obj, "topic", what),
+        )
