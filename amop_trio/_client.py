@@ -528,6 +528,8 @@ class AmopClient:
                 failure = error
             else:
                 failure = ConnectionLostError(f"connection to {url} lost")
+            if self._closed:
+                return
             if not started and index >= len(self._urls):
                 raise failure
             if started and not self._reconnect:

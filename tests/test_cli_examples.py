@@ -233,3 +233,52 @@ async def test_sub_count_and_pub() -> None:
             code = await sub.wait_exit(5)
             assert code == 0, (sub.out, sub.err)
             await sub.wait_line(received_line("hi"))
+
+
+async def test_chain_starts_linked_nodes_and_status_shows_them(tmp_path: Path) -> None:
+    sdk, p2p = free_port(), free_port()
+    while abs(sdk - p2p) < 4:
+        p2p = free_port()
+    with trio.fail_after(40):
+        args = [
+            *AMOP,
+            "chain",
+            "-n",
+            "3",
+            "--dir",
+            str(tmp_path / "nodes"),
+            "--sdk-port",
+            str(sdk),
+            "--p2p-port",
+            str(p2p),
+            "--topology",
+            "line",
+        ]
+        async with spawn(args) as chain:
+            await chain.wait_line(r"3 nodes up", timeout=20)
+            for i in range(3):
+                assert chain.has_line(rf"^node{i}  sdk ws://127\.0\.0\.1:{sdk + i} ")
+                assert (tmp_path / "nodes" / f"node{i}" / "config.toml").is_file()
+            # The middle node links to both others, and every node is in its directory.
+            while True:
+                status = await run([*AMOP, "status", f"127.0.0.1:{sdk + 1}"], timeout=10)
+                text = status.stdout.decode()
+                if text.count("hops 1") == 2:
+                    break
+                await trio.sleep(0.1)
+            assert status.returncode == 0, lines(status.stderr)
+            assert text.count("\n  out ") + text.count("\n  in  ") == 2, text
+            chain.process.send_signal(signal.SIGINT)
+            assert await chain.wait_exit(10) == 0, (chain.out, chain.err)
+        assert any("stopping" in line for line in chain.out), chain.out
+
+
+async def test_status_against_a_plain_node_and_a_missing_node() -> None:
+    with trio.fail_after(20):
+        async with amop_node() as (_node, endpoint):
+            status = await run([*AMOP, "status", endpoint, "--json"], timeout=10)
+            assert status.returncode == 0
+            assert '"nodeId"' in status.stdout.decode()
+        missing = await run([*AMOP, "status", f"127.0.0.1:{free_port()}"], timeout=10)
+        assert missing.returncode == 1
+        assert lines(missing.stderr)[0].startswith("amop status: error: cannot connect")

@@ -328,6 +328,7 @@ def verify_signature(public_key: ec.EllipticCurvePublicKey, data: bytes, signatu
 
     Checks r||s only, as the FISCO verifiers do: v is not looked at. Signatures
     with a high s (s > n/2), r or s out of range, or a wrong length are refused.
+    Raises ``ValueError`` if ``public_key`` is not a secp256k1 key.
     """
     _require_k1(public_key)
     if len(signature) != SIGNATURE_SIZE:

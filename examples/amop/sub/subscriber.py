@@ -24,7 +24,7 @@ async def main(endpoint: str, topic: str) -> None:
 
 
 if __name__ == "__main__":
-    endpoint = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:20200"
+    endpoint = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:20201"
     topic = sys.argv[2] if len(sys.argv) > 2 else "hello"
     try:
         trio.run(main, endpoint, topic)
