@@ -1,9 +1,14 @@
-"""Local networks: node configuration files, and ``amop chain`` running them.
+"""Local networks: certificates, node configuration files, and running them.
 
-Like FISCO's build_chain for a local chain: one directory per node with a
-``config.toml`` (SDK port from 20200, P2P port from 30300, the peers to link
-to), then one ``amop node`` process per node, all supervised by the
-``amop chain`` process until Ctrl-C or SIGTERM.
+Like FISCO's build_chain for a local chain. ``amop chain`` writes:
+
+    DIR/ca/ca.crt, ca.key            the chain CA (kept when DIR is reused)
+    DIR/nodeN/conf/ca.crt, node.crt, node.key
+    DIR/nodeN/config.toml            SDK port from 20200, P2P port from 30300, peers
+    DIR/sdk/ca.crt, sdk.crt, sdk.key what clients present (found automatically)
+
+then runs one ``amop node`` process per node, supervised until Ctrl-C or
+SIGTERM. Node ids are the hex public keys of the node certificates.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import trio
 
 from ._errors import AmopError
+from ._security.certs import create_chain_ca, create_node_cert, create_sdk_cert, node_id_from_cert
 
 TOPOLOGIES = ("mesh", "line", "ring", "star")
 
@@ -37,16 +43,21 @@ class NodeConfig:
     listen: str
     p2p_listen: str
     peers: tuple[str, ...] = field(default=())
+    #: certificate directory (FISCO layout), relative to the config file; None = plain.
+    certs: str | None = None
 
     def to_toml(self) -> str:
         peers = ", ".join(f'"{p}"' for p in self.peers)
-        return (
+        text = (
             f"# {self.name}: written by `amop chain`; start it with "
             f"`amop node --config config.toml`\n"
             f'[node]\nname = "{self.name}"\nid = "{self.node_id}"\n\n'
             f'[sdk]\nlisten = "{self.listen}"\n\n'
             f'[p2p]\nlisten = "{self.p2p_listen}"\npeers = [{peers}]\n'
         )
+        if self.certs is not None:
+            text += f'\n[tls]\ncerts = "{self.certs}"\n'
+        return text
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -59,18 +70,38 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"cannot read node configuration {path}: {exc}") from None
     try:
         node, sdk, p2p = data["node"], data["sdk"], data.get("p2p", {})
+        certs = data.get("tls", {}).get("certs")
         return NodeConfig(
             name=str(node.get("name", path.parent.name)),
             node_id=str(node["id"]),
             listen=str(sdk["listen"]),
             p2p_listen=str(p2p.get("listen", "")),
             peers=tuple(str(p) for p in p2p.get("peers", [])),
+            certs=str(path.parent / certs) if certs else None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"{path}: missing or malformed setting {exc}; expected [node] id, [sdk] listen, "
             "[p2p] listen and peers"
         ) from None
+
+
+def create_network_certs(directory: Path, count: int, *, curve: str = "secp256k1") -> list[str]:
+    """Chain CA, node and SDK certificates for ``count`` nodes; returns the node ids.
+
+    An existing chain CA in ``directory/ca`` is kept, so clients holding its
+    SDK certificate keep working when the network is created again.
+    """
+    ca_dir = directory / "ca"
+    if not (ca_dir / "ca.crt").is_file():
+        create_chain_ca(ca_dir, curve=curve)
+    ids = []
+    for i in range(count):
+        conf = directory / f"node{i}" / "conf"
+        create_node_cert(ca_dir, conf, f"node{i}", overwrite=True)
+        ids.append(node_id_from_cert(conf / "node.crt"))
+    create_sdk_cert(ca_dir, directory / "sdk", overwrite=True)
+    return ids
 
 
 def plan_network(
@@ -80,10 +111,13 @@ def plan_network(
     sdk_port: int = 20200,
     p2p_port: int = 30300,
     topology: str = "mesh",
+    node_ids: list[str] | None = None,
 ) -> list[NodeConfig]:
     """Configurations for ``count`` nodes linked in ``topology``.
 
     Each link is listed once, on the later node, which dials the earlier one.
+    With ``node_ids`` (from ``create_network_certs``) the nodes use TLS with
+    the certificates in their ``conf`` directory.
     """
     if count < 1:
         raise ValueError("a network needs at least one node")
@@ -103,10 +137,13 @@ def plan_network(
     configs = []
     for i in range(count):
         listen = f"{host}:{sdk_port + i}"
-        node_id = hashlib.sha256(f"amop-node/{listen}/{p2p[i]}".encode()).hexdigest()
-        configs.append(
-            NodeConfig(f"node{i}", node_id, listen, p2p[i], tuple(p2p[j] for j in links[i]))
-        )
+        if node_ids is not None:
+            node_id, certs = node_ids[i], "conf"
+        else:
+            node_id = hashlib.sha256(f"amop-node/{listen}/{p2p[i]}".encode()).hexdigest()
+            certs = None
+        peers = tuple(p2p[j] for j in links[i])
+        configs.append(NodeConfig(f"node{i}", node_id, listen, p2p[i], peers, certs))
     return configs
 
 
@@ -179,8 +216,9 @@ async def run_network(
                             f"{config.name} did not start listening on {config.listen}; see "
                             f"{directory / config.name / 'node.log'}"
                         )
+                    scheme = "ws" if config.certs is None else "wss"
                     report(
-                        f"{config.name}  sdk ws://{config.listen}  p2p {config.p2p_listen}  "
+                        f"{config.name}  sdk {scheme}://{config.listen}  p2p {config.p2p_listen}  "
                         f"pid {process.pid}  id {config.node_id[:16]}…"
                     )
                 report(f"{len(configs)} nodes up; Ctrl-C stops them")

@@ -15,12 +15,14 @@ from typing import Any
 import trio
 
 from . import __version__
-from ._chain import TOPOLOGIES, load_config, plan_network, run_network
+from ._chain import TOPOLOGIES, create_network_certs, load_config, plan_network, run_network
 from ._client import MessageKind, Subscription, open_amop
 from ._errors import AmopError
 from ._node.server import NodeLimits, open_node, parse_listen
+from ._security.keys import generate_private_key, public_key_pem, save_private_key_pem
 from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
 
+CURVE_CHOICES = ("secp256k1", "prime256v1")
 #: Lines the FISCO go-sdk AMOP examples send, which the demo mirrors.
 UNICAST_MESSAGE = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_MESSAGE = "hello, FISCO BCOS, I am multi broadcast publisher!"
@@ -87,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--node-id", help="this node's id (default: from --config or the addresses)")
     node.add_argument(
+        "--certs",
+        type=Path,
+        metavar="DIR",
+        help="TLS on both ports with DIR/ca.crt, node.crt, node.key (default: plain, or --config)",
+    )
+    node.add_argument(
         "--request-timeout",
         type=_positive_float,
         default=10.0,
@@ -117,6 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument(
         "--topology", choices=TOPOLOGIES, default="mesh", help="links (default mesh: every pair)"
     )
+    chain.add_argument(
+        "--plain", action="store_true", help="no TLS: plain WebSocket on every port (loopback only)"
+    )
+    chain.add_argument("--curve", choices=CURVE_CHOICES, default="secp256k1", help="key curve")
+
+    certs = commands.add_parser(
+        "certs",
+        help="create a chain CA, node and SDK certificates (FISCO layout)",
+        description="Write DIR/ca/{ca.crt,ca.key}, DIR/nodeN/conf/{ca.crt,node.crt,node.key} "
+        "and DIR/sdk/{ca.crt,sdk.crt,sdk.key}. An existing CA in DIR/ca is reused.",
+    )
+    certs.add_argument("--dir", type=Path, default=Path("nodes"), help="default ./nodes")
+    certs.add_argument("-n", "--nodes", type=int, default=4, metavar="N", help="node certificates")
+    certs.add_argument("--curve", choices=CURVE_CHOICES, default="secp256k1", help="key curve")
+
+    keys = commands.add_parser(
+        "keys",
+        help="secp256k1 key pairs for private topics",
+        description="`amop keys new NAME` writes NAME.pem (private key: give it to a "
+        "subscriber) and NAME.pub.pem (public key: give it to publishers).",
+    )
+    keys.add_argument("action", choices=["new"])
+    keys.add_argument("name", type=Path, help="path without extension, e.g. keys/alice")
 
     status = commands.add_parser(
         "status",
@@ -181,6 +212,7 @@ async def run_node(args: argparse.Namespace) -> None:
     p2p_listen = args.p2p_listen or (config.p2p_listen if config else None) or None
     peers = [*(config.peers if config else ()), *args.peer]
     node_id = args.node_id or (config.node_id if config else None)
+    certs = args.certs or (config.certs if config else None)
     limits = NodeLimits(max_frame_size=args.max_frame_size)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(
@@ -188,6 +220,7 @@ async def run_node(args: argparse.Namespace) -> None:
             p2p_listen=p2p_listen,
             peers=peers,
             node_id=node_id,
+            certs=certs,
             request_timeout=args.request_timeout,
             limits=limits,
         ) as node:
@@ -202,17 +235,45 @@ async def run_node(args: argparse.Namespace) -> None:
 
 
 async def run_chain(args: argparse.Namespace) -> None:
+    node_ids = None
+    if not args.plain:
+        node_ids = create_network_certs(args.dir, args.nodes, curve=args.curve)
     configs = plan_network(
         args.nodes,
         host=args.host,
         sdk_port=args.sdk_port,
         p2p_port=args.p2p_port,
         topology=args.topology,
+        node_ids=node_ids,
     )
-    print(f"amop chain: {args.nodes} nodes ({args.topology}) in {args.dir}/", flush=True)
+    security = "plain WebSocket" if args.plain else f"TLS, SDK certificates in {args.dir}/sdk"
+    print(
+        f"amop chain: {args.nodes} nodes ({args.topology}, {security}) in {args.dir}/", flush=True
+    )
     await run_network(
         args.dir, configs, report=lambda line: print(line, flush=True), verbose=args.verbose
     )
+
+
+async def run_certs(args: argparse.Namespace) -> None:
+    ids = create_network_certs(args.dir, args.nodes, curve=args.curve)
+    print(f"chain CA      {args.dir / 'ca'}/ca.crt, ca.key")
+    for i, node_id in enumerate(ids):
+        print(f"node{i}         {args.dir / f'node{i}' / 'conf'}/  id {node_id[:16]}…")
+    print(f"SDK           {args.dir / 'sdk'}/ca.crt, sdk.crt, sdk.key")
+
+
+async def run_keys(args: argparse.Namespace) -> None:
+    private_path = args.name.with_name(args.name.name + ".pem")
+    public_path = args.name.with_name(args.name.name + ".pub.pem")
+    if private_path.exists():
+        raise AmopError(f"{private_path} exists already; choose another name")
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_private_key()
+    save_private_key_pem(key, private_path)
+    public_path.write_bytes(public_key_pem(key.public_key()))
+    print(f"private key   {private_path}   (the subscriber's; keep it secret)")
+    print(f"public key    {public_path}   (give it to publishers of the private topic)")
 
 
 async def run_status(args: argparse.Namespace) -> None:
@@ -335,6 +396,8 @@ async def run_demo(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "node": run_node,
     "chain": run_chain,
+    "certs": run_certs,
+    "keys": run_keys,
     "status": run_status,
     "sub": run_sub,
     "pub": run_pub,

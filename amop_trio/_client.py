@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import os
 import logging
 import math
 import random
@@ -29,6 +30,7 @@ import ssl
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,6 +47,7 @@ from ._errors import (
     WireError,
 )
 from ._log import log_event
+from ._security.tls import client_context_from_dir
 from ._transport import websocket
 from ._transport.connection import FrameConnection
 from ._util import Pending, as_bytes, backoff_delay, unwrap_group, unwrapped_errors
@@ -74,6 +77,8 @@ _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
 
 Data = bytes | bytearray | memoryview | str
+#: What a directory needs to hold to serve as SDK certificates.
+SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
 
 
 class MessageKind(enum.Enum):
@@ -310,6 +315,7 @@ class AmopClient:
         endpoints: Sequence[str],
         *,
         ssl_context: ssl.SSLContext | None,
+        implicit_tls: bool,
         timeout: float,
         connect_timeout: float,
         ping_interval: float,
@@ -323,6 +329,7 @@ class AmopClient:
         if not self._urls:
             raise ValueError("open_amop needs at least one endpoint")
         self._ssl_context = ssl_context
+        self._implicit_tls = implicit_tls
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
@@ -549,10 +556,24 @@ class AmopClient:
             await trio.sleep(delay)
 
     async def _open_link(self, nursery: trio.Nursery, url: str) -> _Link:
+        try:
+            return await self._connect(nursery, url)
+        except ConnectError:
+            if not (self._implicit_tls and url.startswith("wss://")):
+                raise
+            # Certificates were found, not asked for: the node may simply not use TLS.
+            try:
+                return await self._connect(nursery, "ws://" + url.removeprefix("wss://"))
+            except ConnectError:
+                pass
+            raise
+
+    async def _connect(self, nursery: trio.Nursery, url: str) -> _Link:
+        """Open the WebSocket and handshake; ``ConnectError`` says why not."""
         sock = await websocket.connect(
             nursery,
             url,
-            ssl_context=self._ssl_context,
+            ssl_context=self._ssl_context if url.startswith("wss://") else None,
             max_frame_size=self._max_frame_size,
             connect_timeout=self._connect_timeout,
         )
@@ -655,6 +676,15 @@ class AmopClient:
         await link.send(message._reply_frame(b"", status))
 
 
+def find_sdk_certs() -> Path | None:
+    """The first SDK certificate directory among the usual places, if any."""
+    candidates = [os.environ.get("AMOP_SDK_CERTS"), "nodes/sdk", "conf"]
+    for candidate in candidates:
+        if candidate and all((Path(candidate) / f).is_file() for f in SDK_CERT_FILES):
+            return Path(candidate)
+    return None
+
+
 def _check_status(answer: Frame, topic: str) -> None:
     status = answer.status
     if status == 0:
@@ -674,6 +704,7 @@ async def open_amop(
     endpoints: str | Sequence[str],
     *,
     ssl_context: ssl.SSLContext | None = None,
+    certs: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     connect_timeout: float = 10.0,
     ping_interval: float = 5.0,
@@ -686,7 +717,12 @@ async def open_amop(
     """Connect to an AMOP node and keep the connection up until the block exits.
 
     ``endpoints`` is ``host:port``, ``ws://host:port`` or ``wss://host:port``,
-    or a list of them tried in turn. The first connection must succeed
+    or a list of them tried in turn. For TLS, pass ``certs``, a directory in
+    the FISCO layout (``ca.crt``, ``sdk.crt``, ``sdk.key``), or an
+    ``ssl_context``. With neither, ``host:port`` endpoints use the SDK
+    certificates found in ``$AMOP_SDK_CERTS``, ``./nodes/sdk`` (written by
+    ``amop chain``) or ``./conf`` (the FISCO SDK default), and fall back to
+    plain WebSocket if the node does not speak TLS. The first connection must succeed
     (``ConnectError`` otherwise); later drops are repaired in the background
     when ``reconnect`` is true. ``timeout`` is the default for ``publish`` and
     ``broadcast``; a silent connection is declared dead after
@@ -694,11 +730,19 @@ async def open_amop(
     """
     if isinstance(endpoints, str):
         endpoints = [endpoints]
+    implicit_tls = False
+    if certs is not None:
+        ssl_context = client_context_from_dir(certs)
+    elif ssl_context is None and not any("://" in e for e in endpoints):
+        found = find_sdk_certs()
+        if found is not None:
+            ssl_context, implicit_tls = client_context_from_dir(found), True
     if not (math.isfinite(ping_interval) and ping_interval > 0):
         raise ValueError(f"ping_interval must be a positive number of seconds, not {ping_interval}")
     client = AmopClient(
         endpoints,
         ssl_context=ssl_context,
+        implicit_tls=implicit_tls,
         timeout=timeout,
         connect_timeout=connect_timeout,
         ping_interval=ping_interval,

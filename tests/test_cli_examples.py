@@ -44,11 +44,13 @@ def received_line(text: str) -> re.Pattern[str]:
     return re.compile(rf"^{STAMP} received: {re.escape(text)}$")
 
 
-async def run(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+async def run(
+    args: Sequence[str], timeout: float, cwd: Path = REPO
+) -> subprocess.CompletedProcess[bytes]:
     """Run a command to completion; killed (and the test failed) after ``timeout``."""
     with trio.fail_after(timeout):
         return await trio.run_process(
-            list(args), cwd=REPO, env=ENV, check=False, capture_stdout=True, capture_stderr=True
+            list(args), cwd=cwd, env=ENV, check=False, capture_stdout=True, capture_stderr=True
         )
 
 
@@ -102,10 +104,10 @@ class Running:
 
 
 @asynccontextmanager
-async def spawn(args: Sequence[str]) -> AsyncIterator[Running]:
+async def spawn(args: Sequence[str], cwd: Path = REPO) -> AsyncIterator[Running]:
     """Start a process for the block; it is killed on the way out if still running."""
     process = await trio.lowlevel.open_process(
-        list(args), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        list(args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     running = Running(process)
     try:
@@ -253,6 +255,7 @@ async def test_chain_starts_linked_nodes_and_status_shows_them(tmp_path: Path) -
             str(p2p),
             "--topology",
             "line",
+            "--plain",
         ]
         async with spawn(args) as chain:
             await chain.wait_line(r"3 nodes up", timeout=20)
@@ -282,3 +285,28 @@ async def test_status_against_a_plain_node_and_a_missing_node() -> None:
         missing = await run([*AMOP, "status", f"127.0.0.1:{free_port()}"], timeout=10)
         assert missing.returncode == 1
         assert lines(missing.stderr)[0].startswith("amop status: error: cannot connect")
+
+
+async def test_examples_work_unchanged_against_a_tls_chain(tmp_path: Path) -> None:
+    """`amop chain` turns TLS on; the seed-style examples find ./nodes/sdk by themselves."""
+    sdk, p2p = free_port(), free_port()
+    while abs(sdk - p2p) < 3:
+        p2p = free_port()
+    with trio.fail_after(40):
+        chain_args = [*AMOP, "chain", "-n", "2", "--sdk-port", str(sdk), "--p2p-port", str(p2p)]
+        async with spawn(chain_args, cwd=tmp_path) as chain:
+            await chain.wait_line(r"2 nodes up", timeout=20)
+            assert chain.has_line(rf"^node1  sdk wss://127\.0\.0\.1:{sdk + 1} ")
+            for name in ("ca.crt", "sdk.crt", "sdk.key"):
+                assert (tmp_path / "nodes" / "sdk" / name).is_file()
+            async with spawn([*SUBSCRIBER, f"127.0.0.1:{sdk + 1}", "hello"], cwd=tmp_path) as sub:
+                await sub.wait_line(r"^Subscriber success$", timeout=10)
+                await trio.sleep(0.5)  # the subscription reaches node0 through the link
+                pub = await run([*UNICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1"], 20, tmp_path)
+                assert pub.returncode == 0, (lines(pub.stdout), lines(pub.stderr))
+                assert any(line.endswith("reply: ok") for line in lines(pub.stdout))
+                await sub.wait_line(received_line(f"{UNICAST_TEXT} 0"), timeout=5)
+            # Without certificates, the TLS port refuses a plain client at once.
+            plain = await run([*AMOP, "status", f"ws://127.0.0.1:{sdk}"], 10, tmp_path)
+            assert plain.returncode == 1
+            assert "amop status: error: cannot connect" in lines(plain.stderr)[0]

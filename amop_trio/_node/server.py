@@ -19,17 +19,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
 import trio_websocket
 
 from .._log import log_event
+from .._security.certs import node_id_from_cert
+from .._security.tls import client_context_from_dir, server_context
 from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket
 from .._util import unwrap_group, unwrapped_errors
 from .local import LocalHub, NodeStatistics, Session
@@ -54,6 +58,8 @@ class Node:
         peers: Sequence[str] = (),
         node_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        p2p_ssl_context: ssl.SSLContext | None = None,
+        p2p_client_ssl_context: ssl.SSLContext | None = None,
         request_timeout: float = 10.0,
         ping_interval: float = 10.0,
         ping_timeout: float | None = None,
@@ -65,6 +71,7 @@ class Node:
         self.p2p_host = p2p_host
         self.p2p_port = p2p_port
         self.ssl_context = ssl_context
+        self.p2p_ssl_context = p2p_ssl_context
         self.request_timeout = request_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_interval if ping_timeout is None else ping_timeout
@@ -80,7 +87,7 @@ class Node:
             stats=self.stats,
             request_timeout=request_timeout,
             peers=tuple(peers),
-            ssl_context=None,
+            ssl_context=p2p_client_ssl_context,
             max_frame_size=self.limits.max_frame_size,
         )
         self.sdk = SdkService(self.hub, self.network, self.limits, self.stats, self.status)
@@ -151,7 +158,7 @@ class Node:
                 partial(
                     trio.serve_listeners,
                     partial(self._serve_stream, self._run_session),
-                    self._wrap(sdk_listeners),
+                    _wrap(sdk_listeners, self.ssl_context),
                     handler_nursery=nursery,
                 )
             )
@@ -160,17 +167,12 @@ class Node:
                     partial(
                         trio.serve_listeners,
                         partial(self._serve_stream, self.network.accept),
-                        self._wrap(p2p_listeners),
+                        _wrap(p2p_listeners, self.p2p_ssl_context),
                         handler_nursery=nursery,
                     )
                 )
             log_event(logger, logging.INFO, "listening", sdk=self.url, p2p=self.p2p_endpoint or "-")
             task_status.started(self)
-
-    def _wrap(self, listeners: list[trio.SocketListener]) -> list[trio.abc.Listener[Any]]:
-        if self.ssl_context is None:
-            return list(listeners)
-        return [trio.SSLListener(listener, self.ssl_context) for listener in listeners]
 
     async def aclose_connections(self) -> None:
         """Close every client and node link politely, in well under a second."""
@@ -185,6 +187,9 @@ class Node:
             async with trio.open_nursery() as nursery:
                 ws = None
                 with trio.move_on_after(self.limits.handshake_timeout):
+                    if isinstance(stream, trio.SSLStream):
+                        # Finish TLS first, so a refused peer is seen and logged at once.
+                        await stream.do_handshake()
                     request = await trio_websocket.wrap_server_stream(
                         nursery,
                         stream,
@@ -194,14 +199,24 @@ class Node:
                     )
                     ws = await request.accept()
                 if ws is None:
-                    log_event(logger, logging.WARNING, "upgrade_timeout")
+                    log_event(logger, logging.WARNING, "handshake_timeout", remote=_peer_of(stream))
                 else:
                     await serve(FrameSocket(ws, max_frame_size=self.limits.max_frame_size))
                 nursery.cancel_scope.cancel()
         except Exception as exc:
             # Nothing one connection does may take the node down.
             error = unwrap_group(exc)
-            if isinstance(
+            tls_error = error if isinstance(error, ssl.SSLError) else error.__cause__
+            if isinstance(tls_error, ssl.SSLError):
+                quiet = tls_error.reason == "UNEXPECTED_EOF_WHILE_READING"  # a port probe
+                log_event(
+                    logger,
+                    logging.INFO if quiet else logging.WARNING,
+                    "tls_refused",
+                    remote=_peer_of(stream),
+                    reason=tls_error.reason or str(tls_error),
+                )
+            elif isinstance(
                 error,
                 (
                     trio.BrokenResourceError,
@@ -233,6 +248,23 @@ class Node:
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)
 
 
+def _wrap(
+    listeners: list[trio.SocketListener], context: ssl.SSLContext | None
+) -> list[trio.abc.Listener[Any]]:
+    if context is None:
+        return list(listeners)
+    return [trio.SSLListener(listener, context) for listener in listeners]
+
+
+def _peer_of(stream: trio.abc.Stream) -> str:
+    inner: Any = getattr(stream, "transport_stream", stream)
+    try:
+        host, port = inner.socket.getpeername()[:2]
+    except (AttributeError, OSError):
+        return "unknown peer"
+    return f"{host}:{port}"
+
+
 def _join(host: str, port: int | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -255,7 +287,7 @@ async def open_node(
     p2p_listen: str | None = None,
     peers: Sequence[str] = (),
     node_id: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    certs: str | os.PathLike[str] | None = None,
     request_timeout: float = 10.0,
     ping_interval: float = 10.0,
     ping_timeout: float | None = None,
@@ -266,9 +298,17 @@ async def open_node(
 
     ``listen`` is the SDK address and ``p2p_listen`` the address for other
     nodes, both ``host:port`` (port 0 picks a free one); ``peers`` are P2P
-    addresses of nodes to link to.
+    addresses of nodes to link to. ``certs`` is a directory in the FISCO
+    layout (``ca.crt``, ``node.crt``, ``node.key``): with it, both ports speak
+    mutual TLS and accept only peers with a certificate from the same chain CA,
+    links to other nodes use it too, and the node id is the certificate's.
     """
     host, port = parse_listen(listen)
+    server_tls = client_tls = None
+    if certs is not None:
+        server_tls = server_context(certs)
+        client_tls = client_context_from_dir(certs)
+        node_id = node_id or node_id_from_cert(Path(certs) / "node.crt")
     p2p_host, p2p_port = parse_listen(p2p_listen) if p2p_listen else (None, None)
     node = Node(
         host=host,
@@ -277,7 +317,9 @@ async def open_node(
         p2p_port=p2p_port,
         peers=peers,
         node_id=node_id,
-        ssl_context=ssl_context,
+        ssl_context=server_tls,
+        p2p_ssl_context=server_tls,
+        p2p_client_ssl_context=client_tls,
         request_timeout=request_timeout,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,

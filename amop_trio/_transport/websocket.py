@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import trio
@@ -25,17 +26,26 @@ CLOSE_TIMEOUT = 0.5
 class FrameSocket:
     """One WebSocket carrying AMOP frames. Safe for one reader and one writer task."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, *, max_frame_size: int) -> None:
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        *,
+        max_frame_size: int,
+        remote: str | None = None,
+    ) -> None:
         self._ws = ws
         self.max_frame_size = max_frame_size
-        try:
-            remote = ws.remote
-        except OSError:
-            remote = "unknown peer"
-        if isinstance(remote, trio_websocket.Endpoint):
-            remote = f"{remote.address}:{remote.port}"
+        if remote is None:
+            try:
+                endpoint = ws.remote
+            except OSError:
+                endpoint = "unknown peer"
+            if isinstance(endpoint, trio_websocket.Endpoint):
+                remote = f"{endpoint.address}:{endpoint.port}"
+            else:
+                remote = str(endpoint)
         #: ``host:port`` of the peer, fixed at connection time.
-        self.remote = str(remote)
+        self.remote = remote
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -87,6 +97,45 @@ class FrameSocket:
         await trio.aclose_forcefully(self._ws._stream)
 
 
+class _EndWatch(trio.abc.Stream):
+    """A stream that calls ``on_end`` when the peer closes or breaks it.
+
+    trio-websocket waits forever for an upgrade answer that a closed
+    connection will never bring; this lets ``connect`` notice at once.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.on_end: Callable[[], None] | None = None
+
+    def _ended(self) -> None:
+        if self.on_end is not None:
+            self.on_end()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._ended()
+            raise
+        if not data:
+            self._ended()
+        return bytes(data)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):
+            await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
     """``host:port``, ``ws://…`` or ``wss://…`` as a WebSocket URL."""
     if "://" not in endpoint:
@@ -127,15 +176,26 @@ async def connect(
             else:
                 stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context)
             try:
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery,
-                    stream,
-                    parts.netloc,
-                    parts.path or "/",
-                    max_message_size=max_frame_size,
-                    message_queue_size=1,
-                    receive_buffer_size=65536,
-                )
+                if isinstance(stream, trio.SSLStream):
+                    await stream.do_handshake()
+                watched = _EndWatch(stream)
+                with trio.CancelScope() as upgrade:
+                    watched.on_end = upgrade.cancel
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        watched,  # type: ignore[arg-type]  # any trio Stream works
+                        parts.netloc,
+                        parts.path or "/",
+                        max_message_size=max_frame_size,
+                        message_queue_size=1,
+                        receive_buffer_size=65536,
+                    )
+                watched.on_end = None
+                if upgrade.cancelled_caught:
+                    raise ConnectError(
+                        f"cannot connect to {url}: the node closed the connection during the "
+                        "WebSocket upgrade (a TLS port? use wss:// or certificates)"
+                    )
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -151,4 +211,4 @@ async def connect(
         ) from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
         raise ConnectError(f"cannot connect to {url}: {exc}") from None
-    return FrameSocket(ws, max_frame_size=max_frame_size)
+    return FrameSocket(ws, max_frame_size=max_frame_size, remote=f"{host}:{port}")
