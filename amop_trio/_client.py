@@ -22,9 +22,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import os
 import logging
 import math
+import os
 import random
 import ssl
 import weakref
@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import trio
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._errors import (
     AmopError,
@@ -47,12 +48,20 @@ from ._errors import (
     WireError,
 )
 from ._log import log_event
+from ._security.keys import (
+    load_private_key_pem,
+    load_public_key_pem,
+    sign_recoverable,
+    verify_signature,
+)
 from ._security.tls import client_context_from_dir
 from ._transport import websocket
 from ._transport.connection import FrameConnection
 from ._util import Pending, as_bytes, backoff_delay, unwrap_group, unwrapped_errors
+from ._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
 from ._wire.peer import PeerType
 from ._wire.status import Status
+from ._wire.topics import PRIVATE_PREFIX, PUSH_PREFIX, new_challenge_topic, private_topic
 from ._wire.ws import (
     DEFAULT_MAX_FRAME_SIZE,
     EXT_RESPONSE,
@@ -77,6 +86,10 @@ _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
 
 Data = bytes | bytearray | memoryview | str
+#: A secp256k1 private key, or the PEM file or bytes holding it.
+KeySource = ec.EllipticCurvePrivateKey | str | os.PathLike[str] | bytes
+#: A secp256k1 public key, or the PEM file or bytes holding it.
+PublicKeySource = ec.EllipticCurvePublicKey | str | os.PathLike[str] | bytes
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
 
@@ -197,11 +210,20 @@ class Subscription:
     node can pick another subscriber (``statistics().busy``).
     """
 
-    def __init__(self, client: AmopClient, topic: str, buffer: int) -> None:
+    def __init__(
+        self,
+        client: AmopClient,
+        topic: str,
+        buffer: int,
+        *,
+        private_key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> None:
         if not topic:
             raise ValueError("topic must not be empty")
         self.topic = topic
         self._client = client
+        self._key = private_key
+        self._challenges: Subscription | None = None
         self._send, self._recv = trio.open_memory_channel[Message](buffer)
         self._state = "new"  # new -> open -> closed
         self._last: Message | None = None
@@ -253,8 +275,17 @@ class Subscription:
         if self._state != "new":
             return
         self._state = "open"
-        self._client._add_subscription(self)
-        await self._client._sync_topics()
+        client = self._client
+        if self._key is not None:
+            # Proves the key to publishers' nodes: they send random bytes here to sign.
+            challenges = Subscription(client, new_challenge_topic(self.topic), 16)
+            challenges._state = "open"
+            client._add_subscription(challenges)
+            self._challenges = challenges
+            assert client._nursery is not None
+            client._nursery.start_soon(_answer_challenges, challenges, self._key)
+        client._add_subscription(self)
+        await client._sync_topics()
 
     def _settle_last(self) -> None:
         if self._last is not None:
@@ -268,6 +299,8 @@ class Subscription:
             return False
         self._state = "closed"
         self._client._remove_subscription(self)
+        if self._challenges is not None:
+            self._challenges._close_now()
         self._send.close()
         self._settle_last()
         # Unicasts nobody has seen go back to the node, which tries another subscriber.
@@ -340,6 +373,8 @@ class AmopClient:
         self._outbox_size = outbox_size
         # Weak, so a subscription left by ``break`` is collected and unsubscribes.
         self._subscriptions: dict[str, weakref.WeakSet[Subscription]] = {}
+        #: private topics this client publishes: approved keys and the registration.
+        self._private_topics: dict[str, tuple[list[ec.EllipticCurvePublicKey], Subscription]] = {}
         self._topics_version = 0
         self._topic_lock = trio.Lock()
         self._link: _Link | None = None
@@ -374,18 +409,83 @@ class AmopClient:
         """How many times the connection was re-established."""
         return self._reconnects
 
-    def subscribe(self, topic: str, *, buffer: int | None = None) -> Subscription:
-        """A subscription to ``topic``; see ``Subscription`` for how to use it."""
+    def subscribe(
+        self, topic: str, *, buffer: int | None = None, private_key: KeySource | None = None
+    ) -> Subscription:
+        """A subscription to ``topic``; see ``Subscription`` for how to use it.
+
+        With ``private_key`` (a secp256k1 key, or a PEM file from ``amop keys
+        new``) it subscribes to the private topic ``topic``: publishers on
+        other nodes reach it once it has proved, with that key, that it is one
+        of their approved subscribers.
+        """
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return Subscription(self, topic, self._subscription_buffer if buffer is None else buffer)
+        size = self._subscription_buffer if buffer is None else buffer
+        if private_key is None:
+            return Subscription(self, topic, size)
+        key = (
+            private_key
+            if isinstance(private_key, ec.EllipticCurvePrivateKey)
+            else (load_private_key_pem(private_key))
+        )
+        return Subscription(self, private_topic(topic), size, private_key=key)
 
-    async def publish(self, topic: str, data: Data, *, timeout: float | None = None) -> bytes:
+    async def declare_private_topic(
+        self, topic: str, public_keys: Sequence[PublicKeySource]
+    ) -> None:
+        """Publish on private topic ``topic`` to subscribers holding one of ``public_keys``.
+
+        The node then asks this client to challenge each subscriber on another
+        node; only those that sign with an approved key receive the topic's
+        messages. Send them with ``publish(topic, data, private=True)`` or
+        ``broadcast(..., private=True)``.
+        """
+        keys = [
+            k if isinstance(k, ec.EllipticCurvePublicKey) else load_public_key_pem(k)
+            for k in public_keys
+        ]
+        wire = private_topic(topic)
+        if wire in self._private_topics:
+            self._private_topics[wire] = (keys, self._private_topics[wire][1])
+            return
+        registration = Subscription(self, PUSH_PREFIX + wire, 1)
+        self._private_topics[wire] = (keys, registration)
+        await registration._open()
+
+    async def _verify_subscriber(self, request: ChannelVerifyRequest) -> None:
+        """Challenge one subscriber on behalf of the node, and report the verdict."""
+        entry = self._private_topics.get(request.topic)
+        if entry is None:
+            return
+        keys = entry[0]
+        challenge = os.urandom(16)
+        try:
+            signature = await self.publish(request.topic_for_cert, challenge)
+            link = await self._wait_link()
+        except AmopError as exc:
+            log_event(logger, logging.INFO, "challenge_failed", topic=request.topic, error=exc)
+            return
+        verified = any(verify_signature(key, challenge, signature) for key in keys)
+        result = ChannelVerifyResult(
+            0 if verified else 1, request.node_id, request.topic, request.topic_for_cert
+        )
+        log_event(
+            logger, logging.INFO, "subscriber_checked", topic=request.topic, verified=verified
+        )
+        await link.send(encode_frame(Frame(PeerType.VERIFY_RESULT, new_seq(), result.encode())))
+
+    async def publish(
+        self, topic: str, data: Data, *, timeout: float | None = None, private: bool = False
+    ) -> bytes:
         """Unicast ``data`` to one random subscriber of ``topic``; return its reply.
 
         Raises ``NoSubscriberError``, ``AmopTimeoutError``, ``ConnectionLostError``
-        or ``RejectedError`` (with the node's status code).
+        or ``RejectedError`` (with the node's status code). ``private`` sends on
+        the private topic ``topic`` (see ``declare_private_topic``).
         """
+        if private:
+            topic = private_topic(topic)
         timeout = self._timeout if timeout is None else timeout
         frame = Frame(PacketType.AMOP_REQUEST, new_seq(), encode_amop_body(topic, as_bytes(data)))
         with trio.move_on_after(timeout) as scope:
@@ -396,12 +496,16 @@ class AmopClient:
         _check_status(answer, topic)
         return answer.payload
 
-    async def broadcast(self, topic: str, data: Data, *, timeout: float | None = None) -> None:
+    async def broadcast(
+        self, topic: str, data: Data, *, timeout: float | None = None, private: bool = False
+    ) -> None:
         """Multicast ``data`` to every subscriber of ``topic``.
 
         Returns once the node accepted it (amop_trio nodes acknowledge each
         multicast; with a real FISCO node, once it was written to the socket).
         """
+        if private:
+            topic = private_topic(topic)
         timeout = self._timeout if timeout is None else timeout
         frame = Frame(PacketType.AMOP_BROADCAST, new_seq(), encode_amop_body(topic, as_bytes(data)))
         with trio.move_on_after(timeout) as scope:
@@ -631,6 +735,9 @@ class AmopClient:
                 await self._deliver(link, frame, MessageKind.UNICAST)
             elif frame.type == PacketType.AMOP_BROADCAST and not frame.is_response:
                 await self._deliver(link, frame, MessageKind.MULTICAST)
+            elif frame.type == PeerType.VERIFY_REQUEST and self._nursery is not None:
+                request = ChannelVerifyRequest.decode(frame.payload)
+                self._nursery.start_soon(self._verify_subscriber, request)
             else:
                 # Answers are matched by seq alone: real nodes send failures with type 0.
                 waiter = link.pending.pop(frame.seq, None)
@@ -651,7 +758,8 @@ class AmopClient:
         except WireError as exc:
             log_event(logger, logging.WARNING, "bad_message_from_node", error=exc)
             return
-        message = Message(body.topic, body.data, kind, link, frame.seq)
+        shown = body.topic.removeprefix(PRIVATE_PREFIX)
+        message = Message(shown, body.data, kind, link, frame.seq)
         subs = self._subscriptions.get(body.topic)
         if kind is MessageKind.MULTICAST:
             for sub in subs or ():
@@ -674,6 +782,14 @@ class AmopClient:
                 return
             status = Status.SEND_FAILED
         await link.send(message._reply_frame(b"", status))
+
+
+async def _answer_challenges(challenges: Subscription, key: ec.EllipticCurvePrivateKey) -> None:
+    """Sign every challenge a publisher sends to this subscriber's challenge topic."""
+    async for message in challenges:
+        if message.kind is MessageKind.UNICAST:
+            with contextlib.suppress(AmopError):
+                await message.reply(sign_recoverable(key, message.data))
 
 
 def find_sdk_certs() -> Path | None:

@@ -469,3 +469,36 @@ async def measure_sequential(
             samples.append(clock() - start)
             bar.update()
     return samples
+
+
+class GcWatch:
+    """Counts this process's garbage collections and their pauses while the block runs."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.setdefault(info["generation"], []).append(time.perf_counter() - self._start)
+
+    def __enter__(self) -> GcWatch:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, Any]:
+        full = self.pauses.get(2, [])
+        return {
+            "gc_full_collections": len(full),
+            "gc_full_max_ms": max(full) * 1e3 if full else 0.0,
+            "gc_all_ms": sum(sum(v) for v in self.pauses.values()) * 1e3,
+        }

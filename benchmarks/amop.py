@@ -36,6 +36,7 @@ from _harness import (
     QUICK,
     THROUGHPUT,
     Budget,
+    GcWatch,
     Progress,
     Result,
     Settings,
@@ -354,7 +355,10 @@ async def bench_fanout(topo: Topology, settings: Settings) -> list[Result]:
         subscribed = ready.value
         await trio.sleep(topo.settle_seconds)
         async with open_amop(list(topo.publisher)) as publisher:
-            with Progress(f"amop fan-out 1→{n}", rounds, enabled=settings.progress) as bar:
+            with (
+                Progress(f"amop fan-out 1→{n}", rounds, enabled=settings.progress) as bar,
+                GcWatch() as gc_watch,
+            ):
                 for rnd in range(rounds):
                     await trio.sleep(0.2)  # let pings and stragglers settle between rounds
                     data = _ROUND.pack(rnd) + bytes(256 - _ROUND.size)
@@ -379,6 +383,7 @@ async def bench_fanout(topo: Topology, settings: Settings) -> list[Result]:
             "deliveries_per_s": (
                 subscribed * 1e9 / median(all_times) if all_times else float("nan")
             ),
+            **gc_watch.figures(),
         }
     )
     return [
@@ -532,6 +537,25 @@ async def _idle_client(
         await stop.wait()
 
 
+async def _node_status(client: AmopClient) -> dict[str, Any] | None:
+    """The node's own status (counters, clients) if this client version can ask for it."""
+    ask = getattr(client, "node_status", None)
+    if ask is None:
+        return None
+    try:
+        with trio.fail_after(5):
+            status = await ask()
+    except Exception as exc:
+        note(f"  memory: node status unavailable: {exc!r}")
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _stat(status: dict[str, Any], key: str) -> int:
+    value = status.get("statistics", {}).get(key, 0)
+    return int(value) if isinstance(value, int) else 0
+
+
 async def bench_memory(settings: Settings) -> list[Result]:
     """Node RSS: idle, with N idle clients, and around a multicast flood to a stopped reader."""
     n = settings.memory_clients
@@ -574,6 +598,7 @@ async def bench_memory(settings: Settings) -> list[Result]:
                 await slow.subscribe_then_stop()
                 await trio.sleep(0.5)
                 figures["rss_before_flood_MiB"] = node.rss_kib() * mib
+                before = await _node_status(publisher)
                 received = Tally()
 
                 async def count_fast() -> None:
@@ -613,6 +638,14 @@ async def bench_memory(settings: Settings) -> list[Result]:
                 await received.wait_for(sent[0], settings.drain_seconds)
                 figures["fast_sub_received"] = received.value
                 figures["fast_sub_dropped"] = fast_sub.statistics().dropped
+                after = await _node_status(publisher)
+                if after is not None and before is not None:
+                    figures["node_multicast_dropped"] = _stat(after, "multicastDropped") - _stat(
+                        before, "multicastDropped"
+                    )
+                    figures["node_clients_before_after"] = (
+                        f"{before.get('clients')}->{after.get('clients')}"
+                    )
                 slow.kill()
                 slow = None
                 await trio.sleep(1.0)

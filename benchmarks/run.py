@@ -94,6 +94,11 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
                 f"all {f['subscribers']} received in {f['all_received_us'] / 1e3:.1f} ms "
                 f"(median of {f['rounds']}), lost {f['lost']}, connect {f['connect_s']:.1f} s"
             )
+            if f.get("gc_full_collections"):
+                extra += (
+                    f"; {f['gc_full_collections']} full GCs in this process, "
+                    f"longest {f['gc_full_max_ms']:.0f} ms"
+                )
         if f.get("errors"):
             extra = f"errors {f['errors']}"
         rows.append(
@@ -235,8 +240,15 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
     for key, points in sorted(series.items()):
         points.sort()
         xs = [p[0] for p in points]
-        ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} p50")
-        ax.plot(xs, [p[2] for p in points], linestyle=":", marker=".", label=f"{key} p99")
+        (line,) = ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} p50")
+        ax.plot(
+            xs,
+            [p[2] for p in points],
+            linestyle=":",
+            marker=".",
+            color=line.get_color(),
+            label=f"{key} p99",
+        )
     ax.set_xlabel("brokers / nodes crossed (0 = direct echo)")
     ax.set_ylabel("round trip, µs")
     ax.set_title("request/reply RTT against hops")

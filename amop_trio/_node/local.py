@@ -19,6 +19,8 @@ from .._log import log_event
 from .._transport.connection import FrameConnection
 from .._transport.websocket import FrameSocket
 from .._util import Pending
+from .._wire.channel import ChannelVerifyRequest
+from .._wire.peer import PeerType
 from .._wire.status import Status
 from .._wire.ws import Frame, PacketType, encode_frame, new_seq
 from .router import TopicTable, choose_unicast
@@ -52,6 +54,10 @@ class Session(FrameConnection):
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.name}>"
+
+    def verify_request(self, request: ChannelVerifyRequest) -> bytes:
+        """The frame that asks this publisher to challenge a private-topic subscriber."""
+        return encode_frame(Frame(PeerType.VERIFY_REQUEST, new_seq(), request.encode()))
 
     def on_close(self, reason: str) -> None:
         for waiter in self.deliveries.values():
@@ -92,14 +98,13 @@ class LocalHub:
     def topic_counts(self) -> dict[str, int]:
         return self.table.topics()
 
-    def subscriber_count(self, topic: str) -> int:
-        return len(self.table.subscribers(topic))
-
-    def fan_out(self, topic: str, body: bytes) -> int:
-        """Queue a multicast on every local subscriber; returns how many got it."""
+    def fan_out(self, topic: str, body: bytes, only: set[int] | None = None) -> int:
+        """Queue a multicast on every local subscriber (of ``only``, if given)."""
         data = encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
         delivered = 0
         for sid in self.table.subscribers(topic):
+            if only is not None and sid not in only:
+                continue
             target = self.sessions.get(sid)
             if target is None or target.closed:
                 continue
@@ -120,12 +125,22 @@ class LocalHub:
                 )
         return delivered
 
-    async def unicast(self, topic: str, body: bytes) -> tuple[int, bytes]:
-        """Deliver to one local subscriber after another until one answers.
+    def subscriber_count(self, topic: str, only: set[int] | None = None) -> int:
+        subscribers = self.table.subscribers(topic)
+        if only is None:
+            return len(subscribers)
+        return sum(1 for s in subscribers if s in only)
+
+    async def unicast(
+        self, topic: str, body: bytes, only: set[int] | None = None
+    ) -> tuple[int, bytes]:
+        """Deliver to one local subscriber (of ``only``) after another until one answers.
 
         Returns (status, reply); runs until cancelled by the caller's deadline.
         """
         tried: set[int] = set()
+        if only is not None:
+            tried.update(s for s in self.table.subscribers(topic) if s not in only)
         last_status = Status.NO_SUBSCRIBER_CLIENT
         while True:
             sid = choose_unicast(self.table.subscribers(topic), tried, self._rng)

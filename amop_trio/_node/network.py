@@ -39,6 +39,7 @@ from .._log import log_event
 from .._transport import websocket
 from .._transport.connection import FrameConnection
 from .._util import Pending, backoff_delay, unwrap_group
+from .._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.peer import (
     Hello,
     LinkState,
@@ -46,11 +47,14 @@ from .._wire.peer import (
     PeerReply,
     PeerType,
     PeerUnicast,
+    VerifyNotice,
 )
 from .._wire.status import Status
+from .._wire.topics import private_of_challenge
 from .._wire.ws import Frame, decode_amop_body, decode_frame, encode_frame, new_seq
 from .directory import Directory
 from .local import LocalHub, NodeStatistics
+from .private import PrivateTopics
 from .router import choose_weighted
 
 logger = logging.getLogger("amop_trio.node")
@@ -166,6 +170,7 @@ class Network:
         self._served = _IdMemory(MEMORY_OF_IDS)
         self._seen_multicasts = _IdMemory(MEMORY_OF_IDS)
         self._nursery: trio.Nursery | None = None
+        self.private = PrivateTopics(hub.table)
         self.directory.update(self._own_state())
 
     # -- running ----------------------------------------------------------
@@ -176,6 +181,7 @@ class Network:
             self._nursery = nursery
             nursery.start_soon(self._advertiser)
             nursery.start_soon(self._sweeper)
+            nursery.start_soon(self._verifier)
             for address in self.dialers:
                 nursery.start_soon(self._dial, address)
             task_status.started()
@@ -310,8 +316,9 @@ class Network:
             self._epoch,
             self._seq,
             tuple(sorted(p for p, link in self.links.items() if not link.closed)),
-            self.hub.topic_counts(),
+            self.private.advertised(self.hub.topic_counts()),
             self.endpoints,
+            tuple(self.private.pending()),
         )
 
     async def _advertiser(self) -> None:
@@ -369,6 +376,8 @@ class Network:
                 self._on_reply(frame)
             elif ptype == PeerType.LINK_STATE:
                 self._on_link_state(link, frame)
+            elif ptype == PeerType.VERIFY_NOTICE:
+                self._on_verify_notice(frame)
             else:
                 log_event(logger, logging.DEBUG, "link_frame_ignored", type=hex(ptype))
 
@@ -459,7 +468,9 @@ class Network:
         else:
             self._stats.unicasts += 1
             with trio.move_on_after(timeout):
-                status, data = await self.hub.unicast(topic, unicast.body)
+                status, data = await self.hub.unicast(
+                    topic, unicast.body, self.private.allowed(topic)
+                )
         reply = PeerReply(unicast.origin, data)
         answer = encode_frame(Frame(PeerType.REPLY, request_id, reply.encode(), status=status))
         self._served.put(request_id, answer)
@@ -519,7 +530,8 @@ class Network:
         self._seen_multicasts.put(frame.seq)
         multicast = PeerMulticast.decode(frame.payload)
         if self.node_id in multicast.targets:
-            self.hub.fan_out(decode_amop_body(multicast.body).topic, multicast.body)
+            topic = decode_amop_body(multicast.body).topic
+            self.hub.fan_out(topic, multicast.body, self.private.allowed(topic))
         rest = tuple(t for t in multicast.targets if t != self.node_id)
         if rest and multicast.hop > 1:
             self._send_multicast(
@@ -535,6 +547,66 @@ class Network:
                 encode_frame(Frame(PeerType.MULTICAST, message_id, part.encode()))
             ):
                 self._stats.multicast_dropped += 1
+
+    # -- private topics -------------------------------------------------------
+
+    async def _verifier(self) -> None:
+        """Ask local publishers to challenge the unverified subscribers other nodes report."""
+        while True:
+            with trio.move_on_after(1.0):
+                await self._directory_changed.wait()
+            pending = {}
+            for node in self.directory.reachable():
+                state = self.directory.state_of(node)
+                if node != self.node_id and state is not None and state.pending:
+                    pending[node] = state.pending
+            for node, private, challenge, sid in self.private.challenges_due(
+                pending, trio.current_time()
+            ):
+                session = self.hub.sessions.get(sid)
+                if session is not None:
+                    session.send_nowait(
+                        session.verify_request(ChannelVerifyRequest(private, challenge, node))
+                    )
+                    log_event(
+                        logger, logging.INFO, "challenge_requested", node=node[:12], topic=private
+                    )
+            await trio.sleep(0.05)
+
+    def verification_result(self, result: ChannelVerifyResult) -> None:
+        """A local publisher's verdict: pass it to the subscriber's node."""
+        challenges = (
+            [result.topic_for_cert]
+            if result.topic_for_cert
+            else [
+                challenge
+                for node, challenge in self.private.challenged()
+                if node == result.node_id and private_of_challenge(challenge) == result.topic
+            ]
+        )
+        for challenge in challenges:
+            notice = VerifyNotice(result.node_id, challenge, result.verified)
+            self._on_verify_notice(Frame(PeerType.VERIFY_NOTICE, new_seq(), notice.encode()))
+
+    def _on_verify_notice(self, frame: Frame) -> None:
+        notice = VerifyNotice.decode(frame.payload)
+        if notice.target == self.node_id:
+            if self.private.mark(notice.challenge, notice.verified):
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "subscriber_verified" if notice.verified else "subscriber_refused",
+                    challenge=notice.challenge[-32:],
+                )
+                self.topics_changed()
+            return
+        onward = VerifyNotice(notice.target, notice.challenge, notice.verified, notice.hop - 1)
+        self._forward(
+            notice.target,
+            Frame(PeerType.VERIFY_NOTICE, frame.seq, onward.encode()),
+            origin=None,
+            hop=notice.hop,
+        )
 
     # -- status ---------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import trio
 from .._errors import ConnectionLostError, WireError
 from .._log import log_event
 from .._transport.websocket import HANDSHAKE_TIMEOUT
+from .._wire.channel import ChannelVerifyResult
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .._wire.ws import (
@@ -202,6 +203,9 @@ class SdkService:
         if waiter is not None:
             waiter.resolve(frame)
 
+    async def _on_verify_result(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+        self.network.verification_result(ChannelVerifyResult.decode(frame.payload))
+
     async def _on_status(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
@@ -213,4 +217,5 @@ _HANDLERS: dict[int, Handler] = {
     PacketType.AMOP_BROADCAST: SdkService._on_broadcast,
     PacketType.AMOP_RESPONSE: SdkService._on_response,
     PeerType.NODE_STATUS: SdkService._on_status,
+    PeerType.VERIFY_RESULT: SdkService._on_verify_result,
 }

@@ -243,6 +243,7 @@ class Node:
                 ping_timeout=self.ping_timeout,
             )
         finally:
+            self.network.private.forget(session.id)
             if self.hub.remove(session):
                 self.network.topics_changed()
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)

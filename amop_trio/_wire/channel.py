@@ -659,15 +659,22 @@ class ChannelVerifyResult:
     check_result: int
     node_id: str
     topic: str
+    #: amop_trio's addition: which subscriber (its challenge topic); 2.x SDKs omit it.
+    topic_for_cert: str = ""
 
     @property
     def verified(self) -> bool:
         return self.check_result == 0
 
     def encode(self) -> bytes:
-        return _encode_json(
-            {"checkResult": self.check_result, "nodeId": self.node_id, "topic": self.topic}
-        )
+        obj: dict[str, object] = {
+            "checkResult": self.check_result,
+            "nodeId": self.node_id,
+            "topic": self.topic,
+        }
+        if self.topic_for_cert:
+            obj["topicForCert"] = self.topic_for_cert
+        return _encode_json(obj)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelVerifyResult:
@@ -677,4 +684,5 @@ class ChannelVerifyResult:
             check_result=_i32_field(obj, "checkResult", what),
             node_id=_str_field(obj, "nodeId", what),
             topic=_str_field(obj, "topic", what),
+            topic_for_cert=obj["topicForCert"] if isinstance(obj.get("topicForCert"), str) else "",
         )

@@ -37,8 +37,14 @@ class PeerType(IntEnum):
     UNICAST = 0x1002
     REPLY = 0x1003
     MULTICAST = 0x1004
+    #: A publisher's verdict on a private-topic subscriber, on its way to that node.
+    VERIFY_NOTICE = 0x1005
     #: SDK port: ask a node for its id, links and topic directory (JSON answer).
     NODE_STATUS = 0x1010
+    #: SDK port, node to publisher: challenge this private-topic subscriber (2.x: 0x37).
+    VERIFY_REQUEST = 0x1011
+    #: SDK port, publisher to node: the challenge's outcome (2.x: 0x38).
+    VERIFY_RESULT = 0x1012
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,8 @@ class LinkState:
     neighbours: tuple[str, ...] = ()
     topics: dict[str, int] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
+    #: challenge topics of private-topic subscribers not verified yet.
+    pending: tuple[str, ...] = ()
 
     @property
     def version(self) -> tuple[int, int]:
@@ -87,6 +95,7 @@ class LinkState:
                 "neighbours": list(self.neighbours),
                 "topics": self.topics,
                 "endpoints": list(self.endpoints),
+                "verify": list(self.pending),
             }
         )
 
@@ -109,6 +118,7 @@ class LinkState:
             _str_tuple(obj.get("neighbours", []), "link state neighbours"),
             topics,
             _str_tuple(obj.get("endpoints", []), "link state endpoints"),
+            _str_tuple(obj.get("verify", []), "link state verify"),
         )
 
 
@@ -199,6 +209,35 @@ class PeerMulticast:
             target, at = _decode_id(payload, at, "target")
             targets.append(target)
         return cls(origin, tuple(targets), bytes(payload[at:]), payload[0])
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyNotice:
+    """Tells ``target`` whether the subscriber of ``challenge`` proved an approved key."""
+
+    target: str
+    challenge: str
+    verified: bool
+    hop: int = DEFAULT_HOP_LIMIT
+
+    def encode(self) -> bytes:
+        return _encode_json(
+            {
+                "target": self.target,
+                "topicForCert": self.challenge,
+                "verified": self.verified,
+                "hop": self.hop,
+            }
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> VerifyNotice:
+        obj = _decode_json_object(payload, "verify notice")
+        target = _node_id_field(obj, "target", "verify notice")
+        challenge, verified, hop = obj.get("topicForCert"), obj.get("verified"), obj.get("hop")
+        if not isinstance(challenge, str) or not isinstance(verified, bool) or not _is_uint(hop):
+            raise WireError("verify notice: needs topicForCert, verified and hop")
+        return cls(target, challenge, verified, hop)
 
 
 def _encode_id(node_id: str) -> bytes:

@@ -1,0 +1,138 @@
+"""Private topics: which subscribers have proved an approved key.
+
+A private topic T travels as ``#!$TopicNeedVerify_T``. Its subscriber also
+subscribes to a challenge topic ``#!$VerifyChannel_#!$TopicNeedVerify_T_<uuid>``;
+its publisher registers ``#!$PushChannel_#!$TopicNeedVerify_T``.
+
+The subscriber's node advertises, in its link state, the challenge topics of
+its subscribers that are not verified yet. The publisher's node asks its
+publisher to challenge each of them (VERIFY_REQUEST); the publisher unicasts a
+random number to the challenge topic, checks the signature that comes back
+against its approved keys, and tells its node (VERIFY_RESULT), which tells
+the subscriber's node. Messages of a private topic that come from another
+node are delivered only to verified subscribers, and only verified ones are
+counted in the link state, so unicasts never pick the others. Publisher and
+subscriber on the same node need no verification. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .._wire.topics import PUSH_PREFIX, is_private, private_of_challenge
+from .router import TopicTable
+
+#: Seconds before a publisher's node challenges the same subscriber again.
+RECHALLENGE_AFTER = 5.0
+
+
+class PrivateTopics:
+    """Verification state of this node's private-topic subscribers and publishers."""
+
+    def __init__(self, table: TopicTable) -> None:
+        self._table = table
+        self._verified: dict[int, set[str]] = {}
+        self._challenged: dict[tuple[str, str], float] = {}
+
+    # -- the subscribers' side ----------------------------------------------
+
+    def _challenges_of(self, session: int) -> dict[str, str]:
+        """{challenge topic: private topic} of one session, for topics it subscribes."""
+        topics = self._table.topics_of(session)
+        found = {}
+        for topic in topics:
+            private = private_of_challenge(topic)
+            if private is not None and private in topics:
+                found[topic] = private
+        return found
+
+    def pending(self) -> list[str]:
+        """Challenge topics of local subscribers that are not verified yet."""
+        result = []
+        for session in self._sessions_with_private():
+            verified = self._verified.get(session, set())
+            for challenge, private in self._challenges_of(session).items():
+                if private not in verified:
+                    result.append(challenge)
+        return sorted(result)
+
+    def allowed(self, topic: str) -> set[int] | None:
+        """Sessions a message of ``topic`` from another node may reach (None: all)."""
+        if not is_private(topic):
+            return None
+        return {s for s in self._table.subscribers(topic) if topic in self._verified.get(s, ())}
+
+    def advertised(self, counts: dict[str, int]) -> dict[str, int]:
+        """Topic counts for the link state: private topics count verified subscribers only."""
+        result = {t: n for t, n in counts.items() if not is_private(t)}
+        for topic in counts:
+            if is_private(topic):
+                allowed = self.allowed(topic)
+                if allowed:
+                    result[topic] = len(allowed)
+        return result
+
+    def mark(self, challenge: str, verified: bool) -> bool:
+        """Record a publisher's verdict on the subscriber of ``challenge``; True if known."""
+        private = private_of_challenge(challenge)
+        if private is None:
+            return False
+        known = False
+        for session in self._table.subscribers(challenge):
+            known = True
+            topics = self._verified.setdefault(session, set())
+            if verified:
+                topics.add(private)
+            else:
+                topics.discard(private)
+        return known
+
+    def forget(self, session: int) -> None:
+        self._verified.pop(session, None)
+
+    def _sessions_with_private(self) -> Iterable[int]:
+        sessions: set[int] = set()
+        for topic in self._table.topics():
+            if is_private(topic):
+                sessions.update(self._table.subscribers(topic))
+        return sessions
+
+    # -- the publishers' side -------------------------------------------------
+
+    def challenged(self) -> list[tuple[str, str]]:
+        """(node, challenge topic) pairs pushed to publishers and still pending."""
+        return list(self._challenged)
+
+    def publishers(self, private: str) -> list[int]:
+        """Local sessions that publish ``private`` with a list of approved keys."""
+        return self._table.subscribers(PUSH_PREFIX + private)
+
+    def challenges_due(
+        self, pending_by_node: Mapping[str, Iterable[str]], now: float
+    ) -> list[tuple[str, str, str, int]]:
+        """(node, private topic, challenge, publisher session) to push to publishers now.
+
+        ``pending_by_node`` is each remote node's advertised pending challenges.
+        A challenge is pushed again only after ``RECHALLENGE_AFTER`` seconds;
+        one that is no longer pending is forgotten, so a subscriber that
+        reconnects is challenged at once.
+        """
+        due = []
+        current = set()
+        for node, challenges in pending_by_node.items():
+            for challenge in challenges:
+                private = private_of_challenge(challenge)
+                if private is None:
+                    continue
+                publishers = self.publishers(private)
+                if not publishers:
+                    continue
+                key = (node, challenge)
+                current.add(key)
+                last = self._challenged.get(key)
+                if last is None or now - last >= RECHALLENGE_AFTER:
+                    self._challenged[key] = now
+                    due.append((node, private, challenge, publishers[0]))
+        for key in [k for k in self._challenged if k not in current]:
+            del self._challenged[key]
+        return due
