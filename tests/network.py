@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -106,7 +107,7 @@ async def running_network(names: str, links: list[tuple[str, str]]) -> AsyncIter
 
 
 def line(names: str) -> list[tuple[str, str]]:
-    return list(zip(names, names[1:], strict=False))
+    return list(itertools.pairwise(names))
 
 
 def ring(names: str) -> list[tuple[str, str]]:
@@ -118,7 +119,7 @@ def mesh(names: str) -> list[tuple[str, str]]:
 
 
 async def wait_for_topic(endpoint: str, topic: str, nodes: int = 1, within: float = 10) -> None:
-    """Wait until the node at ``endpoint`` knows ``nodes`` other nodes with subscribers of ``topic``."""
+    """Wait until ``endpoint``'s node knows ``nodes`` other nodes with subscribers of ``topic``."""
     async with open_amop(endpoint) as client:
         with trio.fail_after(within):
             while True:
