@@ -52,7 +52,7 @@ async def wait_until(predicate: Callable[[], bool], *, within: float = 5.0) -> N
     The node's topic table and the clients' state have no events to wait on.
     """
     with trio.fail_after(within):
-        while not predicate():  # noqa: ASYNC110 - polling state that has no event
+        while not predicate():
             await trio.sleep(0.01)
 
 
