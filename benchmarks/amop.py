@@ -51,7 +51,7 @@ from _harness import (
 )
 from floors import measure_concurrent, measure_one_way
 
-from amop_trio import AmopClient, AmopError, MessageKind, NoSubscriberError, open_amop, open_node
+from amop_trio import AmopClient, MessageKind, NoSubscriberError, open_amop, open_node
 from amop_trio.wire import (
     Frame,
     PacketType,
@@ -284,6 +284,18 @@ async def bench_multicast(topo: Topology, settings: Settings) -> list[Result]:
 # -- fan-out -----------------------------------------------------------------------------
 
 
+def _leaf_names(exc: BaseException) -> str:
+    """``LocalProtocolError`` for an exception, or for every leaf of an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "+".join(sorted({_leaf_names(e) for e in exc.exceptions}))
+    return type(exc).__name__
+
+
+def _count_error(errors: dict[str, int], phase: str, exc: BaseException) -> None:
+    key = f"{phase}:{_leaf_names(exc)}"
+    errors[key] = errors.get(key, 0) + 1
+
+
 async def _hold_subscriber(
     endpoint: str,
     topic: str,
@@ -292,30 +304,37 @@ async def _hold_subscriber(
     arrivals: list[list[int]],
     tallies: list[Tally],
     stop: trio.Event,
+    errors: dict[str, int],
 ) -> None:
-    """One fan-out subscriber: connect (limited), subscribe, timestamp every message."""
+    """One fan-out subscriber: connect (limited), subscribe, timestamp every message.
+
+    Errors never end the benchmark: they are counted in ``errors`` by phase
+    (connect, run, close) and reported with the figures.
+    """
     clock = time.perf_counter_ns
-    async with contextlib.AsyncExitStack() as stack:
-        async with limiter:
-            try:
+    phase = "connect"
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            async with limiter:
                 client = await stack.enter_async_context(open_amop(endpoint, ping_interval=30))
                 sub = await stack.enter_async_context(client.subscribe(topic))
-            except AmopError as exc:
-                note(f"  fan-out: a subscriber failed to connect: {exc}")
-                return
-        ready.add()
-        async with trio.open_nursery() as nursery:
+            ready.add()
+            phase = "run"
+            async with trio.open_nursery() as nursery:
 
-            async def receive() -> None:
-                async for message in sub:
-                    (rnd,) = _ROUND.unpack_from(message.data)
-                    if rnd < len(arrivals):
-                        arrivals[rnd].append(clock())
-                        tallies[rnd].add()
+                async def receive() -> None:
+                    async for message in sub:
+                        (rnd,) = _ROUND.unpack_from(message.data)
+                        if rnd < len(arrivals):
+                            arrivals[rnd].append(clock())
+                            tallies[rnd].add()
 
-            nursery.start_soon(receive)
-            await stop.wait()
-            nursery.cancel_scope.cancel()
+                nursery.start_soon(receive)
+                await stop.wait()
+                nursery.cancel_scope.cancel()
+            phase = "close"
+    except Exception as exc:
+        _count_error(errors, phase, exc)
 
 
 async def bench_fanout(topo: Topology, settings: Settings) -> list[Result]:
@@ -330,48 +349,57 @@ async def bench_fanout(topo: Topology, settings: Settings) -> list[Result]:
     stop = trio.Event()
     limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
     clock = time.perf_counter_ns
+    errors: dict[str, int] = {}
     samples: list[int] = []
     all_times: list[int] = []
     lost = 0
-    async with trio.open_nursery() as nursery:
-        t_connect = clock()
-        for i in range(n):
-            nursery.start_soon(
-                _hold_subscriber,
-                topo.subscriber_endpoint(i),
-                topic,
-                limiter,
-                ready,
-                arrivals,
-                tallies,
-                stop,
-            )
-        connect_deadline = trio.current_time() + (20 if settings.quick else 60)
-        while not await ready.wait_for(n, 1.0) and trio.current_time() < connect_deadline:
-            note(f"  fan-out: {ready.value}/{n} subscribers connected")
-        connect_s = (clock() - t_connect) / 1e9
-        if ready.value < n:
-            note(f"  fan-out: only {ready.value} of {n} subscribers connected; measuring with them")
-        subscribed = ready.value
-        await trio.sleep(topo.settle_seconds)
-        async with open_amop(list(topo.publisher)) as publisher:
-            with (
-                Progress(f"amop fan-out 1→{n}", rounds, enabled=settings.progress) as bar,
-                GcWatch() as gc_watch,
-            ):
-                for rnd in range(rounds):
-                    await trio.sleep(0.2)  # let pings and stragglers settle between rounds
-                    data = _ROUND.pack(rnd) + bytes(256 - _ROUND.size)
-                    t0 = clock()
-                    await publisher.broadcast(topic, data)
-                    await tallies[rnd].wait_for(subscribed, 10)
-                    got = arrivals[rnd]
-                    lost += subscribed - len(got)
-                    samples += [t - t0 for t in got]
-                    if got:
-                        all_times.append(max(got) - t0)
-                    bar.update()
-        stop.set()
+    subscribed = 0
+    connect_s = float("nan")
+    gc_watch = GcWatch()
+    try:
+        async with trio.open_nursery() as nursery:
+            t_connect = clock()
+            for i in range(n):
+                nursery.start_soon(
+                    _hold_subscriber,
+                    topo.subscriber_endpoint(i),
+                    topic,
+                    limiter,
+                    ready,
+                    arrivals,
+                    tallies,
+                    stop,
+                    errors,
+                )
+            connect_deadline = trio.current_time() + (20 if settings.quick else 60)
+            while not await ready.wait_for(n, 1.0) and trio.current_time() < connect_deadline:
+                note(f"  fan-out: {ready.value}/{n} subscribers connected")
+            connect_s = (clock() - t_connect) / 1e9
+            if ready.value < n:
+                note(f"  fan-out: only {ready.value} of {n} subscribers connected; using those")
+            subscribed = ready.value
+            await trio.sleep(topo.settle_seconds)
+            async with open_amop(list(topo.publisher)) as publisher:
+                with (
+                    Progress(f"amop fan-out 1→{n}", rounds, enabled=settings.progress) as bar,
+                    gc_watch,
+                ):
+                    for rnd in range(rounds):
+                        await trio.sleep(0.2)  # let pings and stragglers settle between rounds
+                        data = _ROUND.pack(rnd) + bytes(256 - _ROUND.size)
+                        t0 = clock()
+                        await publisher.broadcast(topic, data)
+                        await tallies[rnd].wait_for(subscribed, 10)
+                        got = arrivals[rnd]
+                        lost += subscribed - len(got)
+                        samples += [t - t0 for t in got]
+                        if got:
+                            all_times.append(max(got) - t0)
+                        bar.update()
+            stop.set()
+    except Exception as exc:
+        # Keep what was measured (a client failing to close must not lose the figures).
+        _count_error(errors, "scenario", exc)
     figures = summarize_ns(samples)
     figures.update(
         {
@@ -386,6 +414,9 @@ async def bench_fanout(topo: Topology, settings: Settings) -> list[Result]:
             **gc_watch.figures(),
         }
     )
+    if errors:
+        figures["client_errors"] = errors
+        note(f"  fan-out: client errors {errors}")
     return [
         Result(
             SYSTEM,
@@ -524,17 +555,23 @@ class StoppedSubscriber:
 
 
 async def _idle_client(
-    endpoint: str, limiter: trio.CapacityLimiter, ready: Tally, stop: trio.Event
+    endpoint: str,
+    limiter: trio.CapacityLimiter,
+    ready: Tally,
+    stop: trio.Event,
+    errors: dict[str, int],
 ) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        async with limiter:
-            try:
+    phase = "connect"
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            async with limiter:
                 await stack.enter_async_context(open_amop(endpoint, ping_interval=30))
-            except AmopError as exc:
-                note(f"  memory: an idle client failed to connect: {exc}")
-                return
-        ready.add()
-        await stop.wait()
+            ready.add()
+            phase = "run"
+            await stop.wait()
+            phase = "close"
+    except Exception as exc:
+        _count_error(errors, phase, exc)
 
 
 async def _node_status(client: AmopClient) -> dict[str, Any] | None:
@@ -570,10 +607,11 @@ async def bench_memory(settings: Settings) -> list[Result]:
         figures["rss_start_MiB"] = node.rss_kib() * mib
         ready = Tally()
         stop = trio.Event()
+        errors: dict[str, int] = {}
         async with trio.open_nursery() as nursery:
             limiter = trio.CapacityLimiter(CONNECT_CONCURRENCY)
             for _ in range(n):
-                nursery.start_soon(_idle_client, endpoint, limiter, ready, stop)
+                nursery.start_soon(_idle_client, endpoint, limiter, ready, stop, errors)
             connected = await ready.wait_for(n, 60)
             await trio.sleep(1.0)
             figures["idle_clients"] = ready.value
@@ -654,12 +692,20 @@ async def bench_memory(settings: Settings) -> list[Result]:
                 figures["vm_hwm_MiB"] = status.get("VmHWM", 0) * mib
             stop.set()
         figures["time_limited"] = budget.timed_out
-        alive = node.proc.poll() is None
-        figures["node_alive"] = alive
+        if errors:
+            figures["client_errors"] = errors
+            note(f"  memory: client errors {errors}")
+    except Exception as exc:
+        # Keep what was measured; say what went wrong.
+        figures["error"] = f"{_leaf_names(exc)}: {exc!s:.200}"
+        note(f"  memory: {figures['error']}")
     finally:
+        figures["node_alive"] = node.proc.poll() is None
         if slow is not None:
             slow.kill()
         node.stop()
+    if len(figures) <= 2:
+        raise RuntimeError(f"node memory: nothing measured ({figures})")
     return [Result(SYSTEM, "node memory (subprocess)", 256, figures, MEMORY)]
 
 

@@ -101,6 +101,8 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
                 )
         if f.get("errors"):
             extra = f"errors {f['errors']}"
+        if f.get("client_errors"):
+            extra += f"; client errors {f['client_errors']}"
         rows.append(
             [
                 r.system,
