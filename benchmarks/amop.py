@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -137,8 +137,35 @@ async def one_node() -> AsyncIterator[Topology]:
         yield Topology("1 node", 1, (node.endpoint,), (node.endpoint,), (node,))
 
 
-#: name -> factory; multi-node topologies (2 and 4 nodes) are added here.
-TOPOLOGIES: dict[str, TopologyFactory] = {"1 node": one_node}
+def node_line(count: int) -> TopologyFactory:
+    """``count`` linked nodes in a line, in this process; publisher on the first,
+    subscribers on the last, so every message crosses all of them."""
+
+    @asynccontextmanager
+    async def line() -> AsyncIterator[Topology]:
+        async with AsyncExitStack() as stack:
+            nodes: list[Any] = []
+            for _ in range(count):
+                peers = [nodes[-1].p2p_endpoint] if nodes else []
+                nodes.append(
+                    await stack.enter_async_context(
+                        open_node("127.0.0.1:0", p2p_listen="127.0.0.1:0", peers=peers)
+                    )
+                )
+            name = f"{count} nodes"
+            yield Topology(
+                name, count, (nodes[0].endpoint,), (nodes[-1].endpoint,), tuple(nodes), 0.2
+            )
+
+    return line
+
+
+#: name -> factory; the floor of an n-node topology is the n-hop forwarder.
+TOPOLOGIES: dict[str, TopologyFactory] = {
+    "1 node": one_node,
+    "2 nodes": node_line(2),
+    "4 nodes": node_line(4),
+}
 
 
 async def wait_routable(client: AmopClient, topic: str, *, seconds: float = 10.0) -> None:
