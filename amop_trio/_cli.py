@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log more: -v for connections, links and topics, -vv for everything",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    endpoint_help = "node address: host:port, ws://… or wss://…"
+    endpoint_help = "node address: host:port, ws://…, wss://… or channel://… (2.x protocol)"
 
     node = commands.add_parser(
         "node",

@@ -3,13 +3,14 @@
 Theory of operation
 -------------------
 ``open_amop`` owns a nursery holding one *supervisor* task. The supervisor
-opens a connection (a ``_Link``), handshakes, and runs three tasks for it: a
-reader that decodes frames and dispatches them, a writer that drains the
-link's bounded outbox onto the socket, and a pinger that declares the link
-dead when a WebSocket ping is not answered in time. When a link dies, every
-request in flight on it fails at once with ``ConnectionLostError``; the
-supervisor then reconnects with exponential backoff and jitter, handshakes
-again and resends the complete topic set.
+opens a connection (a ``Link``: ws, or the 2.x channel protocol for
+``channel://`` endpoints), handshakes, and runs three tasks for it: a reader
+that decodes frames and dispatches them, a writer that drains the link's
+bounded outbox onto the socket, and a pinger that declares the link dead when
+a WebSocket ping (a channel heartbeat) is not answered in time. When a link
+dies, every request in flight on it fails at once with ``ConnectionLostError``;
+the supervisor then reconnects with exponential backoff and jitter,
+handshakes again and resends the complete topic set.
 
 Subscriptions outlive links: each has a bounded memory channel that the
 reader feeds without ever blocking, so one slow subscriber cannot stall the
@@ -43,10 +44,11 @@ from ._errors import (
     ClientClosedError,
     ConnectError,
     ConnectionLostError,
+    EncodeError,
     NoSubscriberError,
     RejectedError,
-    WireError,
 )
+from ._link import Answer, Delivery, Link, open_channel_link, open_ws_link
 from ._log import log_event
 from ._security.keys import (
     load_private_key_pem,
@@ -55,27 +57,18 @@ from ._security.keys import (
     verify_signature,
 )
 from ._security.tls import client_context_from_dir
-from ._transport import websocket
-from ._transport.connection import FrameConnection
-from ._util import Pending, as_bytes, backoff_delay, unwrap_group, unwrapped_errors
-from ._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
-from ._wire.peer import PeerType
+from ._transport import stream, websocket
+from ._util import as_bytes, backoff_delay, unwrap_group, unwrapped_errors
+from ._wire.channel import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
 from ._wire.status import Status
-from ._wire.topics import PRIVATE_PREFIX, PUSH_PREFIX, new_challenge_topic, private_topic
-from ._wire.ws import (
-    DEFAULT_MAX_FRAME_SIZE,
-    EXT_RESPONSE,
-    Frame,
-    HandshakeRequest,
-    HandshakeResponse,
-    PacketType,
-    decode_amop_body,
-    decode_frame,
-    encode_amop_body,
-    encode_frame,
-    encode_subtopic,
-    new_seq,
+from ._wire.topics import (
+    PRIVATE_PREFIX,
+    PUSH_PREFIX,
+    VERIFY_PREFIX,
+    new_challenge_topic,
+    private_topic,
 )
+from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -101,38 +94,6 @@ class MessageKind(enum.Enum):
     MULTICAST = "multicast"
 
 
-class _Link(FrameConnection):
-    """One live connection to a node, with the requests in flight on it."""
-
-    def __init__(self, sock: websocket.FrameSocket, endpoint: str, outbox_size: int) -> None:
-        super().__init__(sock, name=endpoint, outbox_size=outbox_size)
-        self.endpoint = endpoint
-        self.pending: dict[bytes, Pending[Frame]] = {}
-        self.acks = False
-        self.topics_version = -1
-
-    async def request(self, frame: Frame) -> Frame:
-        """Send ``frame`` and wait for the frame that answers its seq."""
-        if self.closed:
-            raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
-        waiter: Pending[Frame] = Pending()
-        self.pending[frame.seq] = waiter
-        try:
-            await self.send(encode_frame(frame))
-            await waiter.event.wait()
-        finally:
-            self.pending.pop(frame.seq, None)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.result is not None
-        return waiter.result
-
-    def on_close(self, reason: str) -> None:
-        for waiter in self.pending.values():
-            waiter.fail(ConnectionLostError(f"connection to {self.endpoint} lost: {reason}"))
-        self.pending.clear()
-
-
 class Message:
     """A message received on a subscription.
 
@@ -143,14 +104,17 @@ class Message:
     waits in vain.
     """
 
-    __slots__ = ("_link", "_replied", "_seq", "data", "kind", "topic")
+    __slots__ = ("_link", "_replied", "_seq", "_wire_topic", "data", "kind", "topic")
 
-    def __init__(self, topic: str, data: bytes, kind: MessageKind, link: _Link, seq: bytes) -> None:
+    def __init__(
+        self, topic: str, data: bytes, kind: MessageKind, link: Link, seq: bytes, wire_topic: str
+    ) -> None:
         self.topic = topic
         self.data = data
         self.kind = kind
         self._link = link
         self._seq = seq
+        self._wire_topic = wire_topic
         self._replied = kind is MessageKind.MULTICAST
 
     def __repr__(self) -> str:
@@ -162,9 +126,7 @@ class Message:
         return self._replied
 
     def _reply_frame(self, data: bytes, status: int = 0) -> bytes:
-        return encode_frame(
-            Frame(PacketType.AMOP_RESPONSE, self._seq, data, status=status, ext=EXT_RESPONSE)
-        )
+        return self._link.reply_frame(self._seq, self._wire_topic, data, status)
 
     async def reply(self, data: Data) -> None:
         """Answer a unicast; the publisher's ``publish`` returns ``data``."""
@@ -358,9 +320,11 @@ class AmopClient:
         subscription_buffer: int,
         outbox_size: int,
     ) -> None:
-        self._urls = [websocket.endpoint_url(e, tls=ssl_context is not None) for e in endpoints]
+        self._urls = [_endpoint_url(e, tls=ssl_context is not None) for e in endpoints]
         if not self._urls:
             raise ValueError("open_amop needs at least one endpoint")
+        #: Whether any endpoint speaks channel, whose topics are at most 254 bytes.
+        self._channel = any(url.startswith(f"{stream.SCHEME}://") for url in self._urls)
         self._ssl_context = ssl_context
         self._implicit_tls = implicit_tls
         self._timeout = timeout
@@ -377,7 +341,7 @@ class AmopClient:
         self._private_topics: dict[str, tuple[list[ec.EllipticCurvePublicKey], Subscription]] = {}
         self._topics_version = 0
         self._topic_lock = trio.Lock()
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._link_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -423,12 +387,15 @@ class AmopClient:
             raise ClientClosedError("the client is closed")
         size = self._subscription_buffer if buffer is None else buffer
         if private_key is None:
+            self._check_topic(topic)
             return Subscription(self, topic, size)
         key = (
             private_key
             if isinstance(private_key, ec.EllipticCurvePrivateKey)
             else (load_private_key_pem(private_key))
         )
+        # The challenge topic is the longest topic a private subscription uses.
+        self._check_topic(f"{VERIFY_PREFIX}{private_topic(topic)}_{'0' * 32}", topic)
         return Subscription(self, private_topic(topic), size, private_key=key)
 
     async def declare_private_topic(
@@ -446,6 +413,7 @@ class AmopClient:
             for k in public_keys
         ]
         wire = private_topic(topic)
+        self._check_topic(PUSH_PREFIX + wire, topic)
         if wire in self._private_topics:
             self._private_topics[wire] = (keys, self._private_topics[wire][1])
             return
@@ -473,7 +441,7 @@ class AmopClient:
         log_event(
             logger, logging.INFO, "subscriber_checked", topic=request.topic, verified=verified
         )
-        await link.send(encode_frame(Frame(PeerType.VERIFY_RESULT, new_seq(), result.encode())))
+        await link.send(link.verify_result_frame(result))
 
     async def publish(
         self, topic: str, data: Data, *, timeout: float | None = None, private: bool = False
@@ -487,10 +455,10 @@ class AmopClient:
         if private:
             topic = private_topic(topic)
         timeout = self._timeout if timeout is None else timeout
-        frame = Frame(PacketType.AMOP_REQUEST, new_seq(), encode_amop_body(topic, as_bytes(data)))
+        data = as_bytes(data)
         with trio.move_on_after(timeout) as scope:
             link = await self._wait_link()
-            answer = await link.request(frame)
+            answer = await link.publish(topic, data)
         if scope.cancelled_caught:
             raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s")
         _check_status(answer, topic)
@@ -507,13 +475,12 @@ class AmopClient:
         if private:
             topic = private_topic(topic)
         timeout = self._timeout if timeout is None else timeout
-        frame = Frame(PacketType.AMOP_BROADCAST, new_seq(), encode_amop_body(topic, as_bytes(data)))
+        data = as_bytes(data)
         with trio.move_on_after(timeout) as scope:
             link = await self._wait_link()
-            if link.acks:
-                _check_status(await link.request(frame), topic)
-            else:
-                await link.send(encode_frame(frame))
+            answer = await link.broadcast(topic, data)
+            if answer is not None:
+                _check_status(answer, topic)
         if scope.cancelled_caught:
             raise AmopTimeoutError(
                 f"node did not accept the multicast on {topic!r} within {timeout:g} s"
@@ -523,12 +490,12 @@ class AmopClient:
         """The node's id, links and topic directory (amop_trio nodes only).
 
         Raises ``RejectedError`` with status 3004 from a node that does not
-        answer status queries, such as a real FISCO BCOS node.
+        answer status queries, such as a real FISCO BCOS node (over channel,
+        without asking: only amop_trio nodes say who they are in the handshake).
         """
         timeout = self._timeout if timeout is None else timeout
-        frame = Frame(PeerType.NODE_STATUS, new_seq(), b"{}")
         with trio.move_on_after(timeout) as scope:
-            answer = await (await self._wait_link()).request(frame)
+            answer = await (await self._wait_link()).node_status()
         if scope.cancelled_caught:
             raise AmopTimeoutError(f"node did not answer the status query within {timeout:g} s")
         _check_status(answer, "(status)")
@@ -558,6 +525,18 @@ class AmopClient:
             del self._subscriptions[sub.topic]
             self._topics_version += 1
 
+    def _check_topic(self, wire_topic: str, topic: str | None = None) -> None:
+        """``EncodeError`` now, rather than a failing subscription later, for a channel node."""
+        if not self._channel:
+            return
+        size = len(wire_topic.encode("utf-8", "surrogatepass"))
+        if size > MAX_TOPIC_BYTES:
+            shown = topic if topic is not None else wire_topic
+            raise EncodeError(
+                f"topic {shown[:40]!r} is too long for the channel protocol: it takes "
+                f"{size} bytes on the wire, at most {MAX_TOPIC_BYTES} fit"
+            )
+
     def _schedule_topic_sync(self) -> None:
         if self._nursery is not None and not self._closed:
             with contextlib.suppress(RuntimeError):  # the nursery is closing
@@ -577,19 +556,17 @@ class AmopClient:
             if link is None or link.closed or link.topics_version == self._topics_version:
                 return
             version = self._topics_version
-            frame = Frame(PacketType.AMOP_SUBTOPIC, new_seq(), encode_subtopic(self.topics))
             try:
-                if link.acks:
-                    _check_status(await link.request(frame), "(subscription)")
-                else:
-                    await link.send(encode_frame(frame))
+                answer = await link.send_topics(self.topics)
+                if answer is not None:
+                    _check_status(answer, "(subscription)")
             except ConnectionLostError:
                 return  # the next link sends the set after its handshake
             link.topics_version = version
 
     # -- connection supervision ---------------------------------------------
 
-    async def _wait_link(self) -> _Link:
+    async def _wait_link(self) -> Link:
         while True:
             if self._closed:
                 raise ClientClosedError("the client is closed")
@@ -605,7 +582,7 @@ class AmopClient:
             link.close("client closed")
             await link.sock.aclose(1000, "client closed")
 
-    def _set_link(self, link: _Link | None) -> None:
+    def _set_link(self, link: Link | None) -> None:
         self._link = link
         self._link_changed.set()
         self._link_changed = trio.Event()
@@ -659,59 +636,48 @@ class AmopClient:
             )
             await trio.sleep(delay)
 
-    async def _open_link(self, nursery: trio.Nursery, url: str) -> _Link:
+    async def _open_link(self, nursery: trio.Nursery, url: str) -> Link:
+        context = self._ssl_context
         try:
-            return await self._connect(nursery, url)
+            return await self._connect(nursery, url, context)
         except ConnectError:
-            if not (self._implicit_tls and url.startswith("wss://")):
+            if not self._implicit_tls:
                 raise
             # Certificates were found, not asked for: the node may simply not use TLS.
+            if url.startswith("wss://"):
+                plain = "ws://" + url.removeprefix("wss://")
+            elif url.startswith(f"{stream.SCHEME}://"):
+                plain = url
+            else:
+                raise
             try:
-                return await self._connect(nursery, "ws://" + url.removeprefix("wss://"))
+                return await self._connect(nursery, plain, None)
             except ConnectError:
                 pass
             raise
 
-    async def _connect(self, nursery: trio.Nursery, url: str) -> _Link:
-        """Open the WebSocket and handshake; ``ConnectError`` says why not."""
-        sock = await websocket.connect(
+    async def _connect(
+        self, nursery: trio.Nursery, url: str, ssl_context: ssl.SSLContext | None
+    ) -> Link:
+        """Open the connection and handshake; ``ConnectError`` says why not."""
+        if url.startswith(f"{stream.SCHEME}://"):
+            return await open_channel_link(
+                url,
+                ssl_context=ssl_context,
+                max_frame_size=self._max_frame_size,
+                connect_timeout=self._connect_timeout,
+                outbox_size=self._outbox_size,
+            )
+        return await open_ws_link(
             nursery,
             url,
-            ssl_context=self._ssl_context if url.startswith("wss://") else None,
+            ssl_context=ssl_context,
             max_frame_size=self._max_frame_size,
             connect_timeout=self._connect_timeout,
+            outbox_size=self._outbox_size,
         )
-        link = _Link(sock, url, self._outbox_size)
-        seq = new_seq()
-        request = Frame(PacketType.HANDSHAKE, seq, HandshakeRequest(amop_acks=True).encode())
-        try:
-            with trio.fail_after(self._connect_timeout):
-                await sock.send(encode_frame(request))
-                while True:
-                    answer = decode_frame(await sock.receive(), max_size=self._max_frame_size)
-                    if answer.seq == seq:
-                        break
-        except trio.TooSlowError:
-            await sock.aclose()
-            raise ConnectError(
-                f"node at {url} did not answer the handshake within {self._connect_timeout:g} s"
-            ) from None
-        except (WireError, ConnectionLostError) as exc:
-            await sock.aclose()
-            raise ConnectError(f"handshake with {url} failed: {exc}") from None
-        if answer.status != 0:
-            await sock.aclose()
-            raise ConnectError(f"node at {url} refused the handshake with status {answer.status}")
-        try:
-            info = HandshakeResponse.decode(answer.payload)
-        except WireError as exc:
-            await sock.aclose()
-            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
-        link.acks = info.amop_acks
-        log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
-        return link
 
-    async def _run_link(self, link: _Link) -> None:
+    async def _run_link(self, link: Link) -> None:
         self._set_link(link)
 
         async def read_loop(nursery: trio.Nursery) -> None:
@@ -727,40 +693,23 @@ class AmopClient:
                 self._set_link(None)
         log_event(logger, logging.INFO, "disconnected", endpoint=link.endpoint, reason=reason)
 
-    async def _reader(self, link: _Link) -> None:
-        max_size = self._max_frame_size
+    async def _reader(self, link: Link) -> None:
         while True:
-            frame = decode_frame(await link.sock.receive(), max_size=max_size)
-            if frame.type == PacketType.AMOP_REQUEST and not frame.is_response:
-                await self._deliver(link, frame, MessageKind.UNICAST)
-            elif frame.type == PacketType.AMOP_BROADCAST and not frame.is_response:
-                await self._deliver(link, frame, MessageKind.MULTICAST)
-            elif frame.type == PeerType.VERIFY_REQUEST and self._nursery is not None:
-                request = ChannelVerifyRequest.decode(frame.payload)
-                self._nursery.start_soon(self._verify_subscriber, request)
-            else:
-                # Answers are matched by seq alone: real nodes send failures with type 0.
-                waiter = link.pending.pop(frame.seq, None)
-                if waiter is not None:
-                    waiter.resolve(frame)
-                else:
-                    log_event(
-                        logger,
-                        logging.DEBUG,
-                        "frame_ignored",
-                        type=hex(frame.type),
-                        status=frame.status,
-                    )
+            event = link.decode(await link.sock.receive())
+            if isinstance(event, Delivery):
+                await self._deliver(link, event)
+            elif isinstance(event, Answer):
+                if not link.resolve(event):
+                    log_event(logger, logging.DEBUG, "frame_ignored", status=event.status)
+            elif isinstance(event, ChannelVerifyRequest) and self._nursery is not None:
+                self._nursery.start_soon(self._verify_subscriber, event)
 
-    async def _deliver(self, link: _Link, frame: Frame, kind: MessageKind) -> None:
-        try:
-            body = decode_amop_body(frame.payload)
-        except WireError as exc:
-            log_event(logger, logging.WARNING, "bad_message_from_node", error=exc)
-            return
-        shown = body.topic.removeprefix(PRIVATE_PREFIX)
-        message = Message(shown, body.data, kind, link, frame.seq)
-        subs = self._subscriptions.get(body.topic)
+    async def _deliver(self, link: Link, delivery: Delivery) -> None:
+        kind = MessageKind.MULTICAST if delivery.multicast else MessageKind.UNICAST
+        topic = delivery.topic
+        shown = topic.removeprefix(PRIVATE_PREFIX)
+        message = Message(shown, delivery.data, kind, link, delivery.seq, topic)
+        subs = self._subscriptions.get(topic)
         if kind is MessageKind.MULTICAST:
             for sub in subs or ():
                 if not sub._offer(message) and sub._dropped % 10000 == 1:
@@ -768,7 +717,7 @@ class AmopClient:
                         logger,
                         logging.WARNING,
                         "multicast_dropped",
-                        topic=body.topic,
+                        topic=topic,
                         dropped=sub._dropped,
                         reason="subscription queue full",
                     )
@@ -801,7 +750,7 @@ def find_sdk_certs() -> Path | None:
     return None
 
 
-def _check_status(answer: Frame, topic: str) -> None:
+def _check_status(answer: Answer, topic: str) -> None:
     status = answer.status
     if status == 0:
         return
@@ -813,6 +762,16 @@ def _check_status(answer: Frame, topic: str) -> None:
     if status in _NO_SUBSCRIBER_STATUSES:
         raise NoSubscriberError(status, detail or f"nobody subscribes to {topic!r}")
     raise RejectedError(status, detail)
+
+
+_WS_SCHEMES = ("ws://", "wss://")
+
+
+def _endpoint_url(endpoint: str, *, tls: bool) -> str:
+    """The URL of an endpoint: ``channel://host:port`` or a WebSocket URL."""
+    if endpoint.startswith(f"{stream.SCHEME}://"):
+        return stream.endpoint_url(endpoint)
+    return websocket.endpoint_url(endpoint, tls=tls)
 
 
 @asynccontextmanager
@@ -832,13 +791,15 @@ async def open_amop(
 ) -> AsyncIterator[AmopClient]:
     """Connect to an AMOP node and keep the connection up until the block exits.
 
-    ``endpoints`` is ``host:port``, ``ws://host:port`` or ``wss://host:port``,
-    or a list of them tried in turn. For TLS, pass ``certs``, a directory in
-    the FISCO layout (``ca.crt``, ``sdk.crt``, ``sdk.key``), or an
-    ``ssl_context``. With neither, ``host:port`` endpoints use the SDK
+    ``endpoints`` is ``host:port``, ``ws://host:port`` or ``wss://host:port``
+    (FISCO BCOS 3.x protocol), or ``channel://host:port`` (the 2.x channel
+    protocol, for 2.x nodes), or a list of them tried in turn. For TLS, pass
+    ``certs``, a directory in the FISCO layout (``ca.crt``, ``sdk.crt``,
+    ``sdk.key``), or an ``ssl_context``; ``channel://`` then runs over TLS.
+    With neither, ``host:port`` and ``channel://`` endpoints use the SDK
     certificates found in ``$AMOP_SDK_CERTS``, ``./nodes/sdk`` (written by
     ``amop chain``) or ``./conf`` (the FISCO SDK default), and fall back to
-    plain WebSocket if the node does not speak TLS. The first connection must succeed
+    plain TCP if the node does not speak TLS. The first connection must succeed
     (``ConnectError`` otherwise); later drops are repaired in the background
     when ``reconnect`` is true. ``timeout`` is the default for ``publish`` and
     ``broadcast``; a silent connection is declared dead after
@@ -849,7 +810,7 @@ async def open_amop(
     implicit_tls = False
     if certs is not None:
         ssl_context = client_context_from_dir(certs)
-    elif ssl_context is None and not any("://" in e for e in endpoints):
+    elif ssl_context is None and not any(e.startswith(_WS_SCHEMES) for e in endpoints):
         found = find_sdk_certs()
         if found is not None:
             ssl_context, implicit_tls = client_context_from_dir(found), True

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import trio
 
 from .._errors import ConnectionLostError
 from .._log import log_event
-from .._transport.connection import FrameConnection
-from .._transport.websocket import FrameSocket
+from .._transport.connection import FrameConnection, FrameTransport
 from .._util import Pending
 from .._wire.channel import ChannelVerifyRequest
 from .._wire.peer import PeerType
@@ -41,9 +41,17 @@ class NodeStatistics:
 
 
 class Session(FrameConnection):
-    """One SDK client connected to this node."""
+    """One SDK client connected to this node, speaking ws.
 
-    def __init__(self, sid: int, sock: FrameSocket, outbox_size: int) -> None:
+    Messages travel through the node as ws AMOP bodies; the ``*_frame``
+    methods turn them into this client's frames, so a subclass speaking
+    another protocol (``channel.ChannelSession``) overrides those alone.
+    """
+
+    #: Sessions of one protocol share the frames of a multicast.
+    protocol: ClassVar[str] = "ws"
+
+    def __init__(self, sid: int, sock: FrameTransport, outbox_size: int) -> None:
         super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
         self.id = sid
         self.acks = False
@@ -58,6 +66,14 @@ class Session(FrameConnection):
     def verify_request(self, request: ChannelVerifyRequest) -> bytes:
         """The frame that asks this publisher to challenge a private-topic subscriber."""
         return encode_frame(Frame(PeerType.VERIFY_REQUEST, new_seq(), request.encode()))
+
+    def request_frame(self, seq: bytes, body: bytes) -> bytes | None:
+        """The frame delivering unicast ``body`` under ``seq``; None if it cannot carry it."""
+        return encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body))
+
+    def multicast_frame(self, body: bytes) -> bytes | None:
+        """The frame delivering multicast ``body``; None if it cannot carry it."""
+        return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
 
     def on_close(self, reason: str) -> None:
         for waiter in self.deliveries.values():
@@ -100,13 +116,18 @@ class LocalHub:
 
     def fan_out(self, topic: str, body: bytes, only: set[int] | None = None) -> int:
         """Queue a multicast on every local subscriber (of ``only``, if given)."""
-        data = encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
+        frames: dict[str, bytes | None] = {}  # one encoding per protocol
         delivered = 0
         for sid in self.table.subscribers(topic):
             if only is not None and sid not in only:
                 continue
             target = self.sessions.get(sid)
             if target is None or target.closed:
+                continue
+            if target.protocol not in frames:
+                frames[target.protocol] = target.multicast_frame(body)
+            data = frames[target.protocol]
+            if data is None:
                 continue
             if target.send_nowait(data):
                 delivered += 1
@@ -157,10 +178,13 @@ class LocalHub:
     async def _deliver(self, target: Session, body: bytes) -> Frame | None:
         """Send one unicast to ``target``; its reply, or None if it went away."""
         seq = new_seq()
+        data = target.request_frame(seq, body)
+        if data is None:
+            return None
         waiter: Pending[Frame] = Pending()
         target.deliveries[seq] = waiter
         try:
-            await target.send(encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body)))
+            await target.send(data)
             await waiter.event.wait()
         except ConnectionLostError:
             return None

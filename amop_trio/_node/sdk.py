@@ -62,6 +62,9 @@ class NodeLimits:
     max_pending: int = 1024
     outbox_size: int = 512
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    #: Seconds a 2.x channel client may stay silent (no heartbeat, no frame) before it
+    #: is dropped; 2.x nodes allow 30. ws clients are pinged instead (``ping_interval``).
+    channel_idle_timeout: float = 30.0
 
 
 Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]

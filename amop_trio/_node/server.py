@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 ``Node.serve`` opens the SDK port and, when configured, the P2P port, and
 owns one nursery for everything: the listeners, one task per accepted
-connection (which owns that connection's WebSocket, reader, writer and
+connection (which owns that connection's socket, reader, writer and
 pinger), and the network's dialers and advertiser. ``LocalHub`` holds the
 local clients, ``Network`` the links and routes, ``SdkService`` speaks the
-SDK protocol; the node wires them together and reports its status.
+ws SDK protocol and ``ChannelService`` the 2.x channel protocol, on the same
+port: after TLS, the first bytes of a connection say which (``sniff``). The
+node wires them together and reports its status.
 
 Nothing one connection does can take the node down: each connection's task
 catches and logs its own failure, bad frames cost only that connection, and
@@ -34,8 +36,11 @@ import trio_websocket
 from .._log import log_event
 from .._security.certs import node_id_from_cert
 from .._security.tls import client_context_from_dir, server_context
+from .._transport.sniff import Protocol, sniff
+from .._transport.stream import StreamSocket
 from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket
 from .._util import unwrap_group, unwrapped_errors
+from .channel import ChannelService, ChannelSession
 from .local import LocalHub, NodeStatistics, Session
 from .network import Network
 from .sdk import NodeLimits, SdkService
@@ -91,6 +96,7 @@ class Node:
             max_frame_size=self.limits.max_frame_size,
         )
         self.sdk = SdkService(self.hub, self.network, self.limits, self.stats, self.status)
+        self.channel = ChannelService(self.hub, self.network, self.limits, self.stats, self.status)
         self._ids = itertools.count(1)
 
     @property
@@ -157,7 +163,7 @@ class Node:
             await nursery.start(
                 partial(
                     trio.serve_listeners,
-                    partial(self._serve_stream, self._run_session),
+                    partial(self._serve_stream, self._run_session, channel=self._run_channel),
                     _wrap(sdk_listeners, self.ssl_context),
                     handler_nursery=nursery,
                 )
@@ -180,28 +186,33 @@ class Node:
         await self.hub.close_all(2 * CLOSE_TIMEOUT)
 
     async def _serve_stream(
-        self, serve: Callable[[FrameSocket], Awaitable[None]], stream: trio.abc.Stream
+        self,
+        serve: Callable[[FrameSocket], Awaitable[None]],
+        stream: trio.abc.Stream,
+        *,
+        channel: Callable[[StreamSocket], Awaitable[None]] | None = None,
     ) -> None:
-        """Own one accepted connection: its WebSocket and every task serving it."""
+        """Own one accepted connection: its socket and every task serving it.
+
+        With ``channel``, a connection whose first bytes are not an HTTP
+        upgrade is a 2.x channel client and goes there instead of ``serve``.
+        """
+        remote = _peer_of(stream)
         try:
             async with trio.open_nursery() as nursery:
-                ws = None
-                with trio.move_on_after(self.limits.handshake_timeout):
-                    if isinstance(stream, trio.SSLStream):
-                        # Finish TLS first, so a refused peer is seen and logged at once.
-                        await stream.do_handshake()
-                    request = await trio_websocket.wrap_server_stream(
-                        nursery,
-                        stream,
-                        message_queue_size=1,
-                        max_message_size=self.limits.max_frame_size,
-                        receive_buffer_size=65536,
+                sock: FrameSocket | StreamSocket | None = None
+                with trio.move_on_after(self.limits.handshake_timeout) as scope:
+                    sock = await self._open_socket(
+                        nursery, stream, remote, sniffing=channel is not None
                     )
-                    ws = await request.accept()
-                if ws is None:
-                    log_event(logger, logging.WARNING, "handshake_timeout", remote=_peer_of(stream))
+                if isinstance(sock, StreamSocket) and channel is not None:
+                    await channel(sock)
+                elif isinstance(sock, FrameSocket):
+                    await serve(sock)
+                elif scope.cancelled_caught:
+                    log_event(logger, logging.WARNING, "handshake_timeout", remote=remote)
                 else:
-                    await serve(FrameSocket(ws, max_frame_size=self.limits.max_frame_size))
+                    log_event(logger, logging.INFO, "closed_before_speaking", remote=remote)
                 nursery.cancel_scope.cancel()
         except Exception as exc:
             # Nothing one connection does may take the node down.
@@ -213,7 +224,7 @@ class Node:
                     logger,
                     logging.INFO if quiet else logging.WARNING,
                     "tls_refused",
-                    remote=_peer_of(stream),
+                    remote=remote,
                     reason=tls_error.reason or str(tls_error),
                 )
             elif isinstance(
@@ -232,15 +243,59 @@ class Node:
         finally:
             await trio.aclose_forcefully(stream)
 
+    async def _open_socket(
+        self, nursery: trio.Nursery, stream: trio.abc.Stream, remote: str, *, sniffing: bool
+    ) -> FrameSocket | StreamSocket | None:
+        """Finish TLS, tell the protocol and open its socket; None if the peer left first."""
+        if isinstance(stream, trio.SSLStream):
+            # Finish TLS first, so a refused peer is seen and logged at once.
+            await stream.do_handshake()
+        protocol, inner = await sniff(stream) if sniffing else (Protocol.WEBSOCKET, stream)
+        if protocol is None:
+            return None
+        max_size = self.limits.max_frame_size
+        if protocol is Protocol.CHANNEL:
+            return StreamSocket(inner, max_frame_size=max_size, remote=remote)
+        request = await trio_websocket.wrap_server_stream(
+            nursery,
+            inner,
+            message_queue_size=1,
+            max_message_size=max_size,
+            receive_buffer_size=65536,
+        )
+        return FrameSocket(await request.accept(), max_frame_size=max_size, remote=remote)
+
     async def _run_session(self, sock: FrameSocket) -> None:
         session = Session(next(self._ids), sock, self.limits.outbox_size)
+        await self._serve_session(session, partial(self.sdk.serve, session))
+
+    async def _run_channel(self, sock: StreamSocket) -> None:
+        session = ChannelSession(next(self._ids), sock, self.limits.outbox_size)
+        # The node never pings a channel client; its heartbeats must keep coming.
+        half = self.limits.channel_idle_timeout / 2
+        await self._serve_session(session, partial(self.channel.serve, session), half, half)
+
+    async def _serve_session(
+        self,
+        session: Session,
+        read_loop: Callable[[trio.Nursery], Awaitable[None]],
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
+    ) -> None:
         self.hub.add(session)
-        log_event(logger, logging.INFO, "client_connected", session=session.id, remote=session.name)
+        log_event(
+            logger,
+            logging.INFO,
+            "client_connected",
+            session=session.id,
+            remote=session.name,
+            protocol=session.protocol,
+        )
         try:
             reason = await session.run(
-                partial(self.sdk.serve, session),
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
+                read_loop,
+                ping_interval=self.ping_interval if ping_interval is None else ping_interval,
+                ping_timeout=self.ping_timeout if ping_timeout is None else ping_timeout,
             )
         finally:
             self.network.private.forget(session.id)

@@ -10,20 +10,34 @@ ends first ends all three, and ``run`` returns the reason.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
 from .._errors import ConnectionLostError, WireError
-from .websocket import FrameSocket
 
 #: WebSocket close code for a peer that broke the protocol.
 CLOSE_PROTOCOL_ERROR = 1002
 
 
-class FrameConnection:
-    """A ``FrameSocket`` with a bounded outbox, so senders wait instead of piling up."""
+class FrameTransport(Protocol):
+    """What a connection needs of its socket (``FrameSocket``, ``StreamSocket``)."""
 
-    def __init__(self, sock: FrameSocket, *, name: str, outbox_size: int) -> None:
+    remote: str
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def receive(self) -> bytes: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class FrameConnection:
+    """A frame socket with a bounded outbox, so senders wait instead of piling up."""
+
+    def __init__(self, sock: FrameTransport, *, name: str, outbox_size: int) -> None:
         self.sock = sock
         self.name = name
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](outbox_size)

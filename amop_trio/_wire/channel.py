@@ -325,6 +325,29 @@ class ChannelDecoder:
 
     def next_frame(self) -> ChannelFrame | None:
         """The next complete frame, or ``None`` if more bytes are needed."""
+        length = self._next_length()
+        if length is None:
+            return None
+        frame = _parse(self._buf, self._pos, length)
+        self._consume(length)
+        return frame
+
+    def next_frame_bytes(self) -> bytes | None:
+        """Like ``next_frame``, but the frame's bytes, header included, unparsed.
+
+        For transports that hand whole frames to a reader that decodes them
+        itself (``decode_channel_frame``); the same checks apply.
+        """
+        length = self._next_length()
+        if length is None:
+            return None
+        with memoryview(self._buf) as view, view[self._pos : self._pos + length] as frame:
+            data = frame.tobytes()
+        self._consume(length)
+        return data
+
+    def _next_length(self) -> int | None:
+        """The length of the complete frame at the front of the buffer, or ``None``."""
         if self._error is not None:
             self._raise_broken()
         buf = self._buf
@@ -345,13 +368,14 @@ class ChannelDecoder:
                     WireError(f"stream ended inside a frame: {avail} of its {length} bytes arrived")
                 )
             return None
-        frame = _parse(buf, pos, length)
-        pos += length
-        if pos == len(buf):
-            buf.clear()
+        return int(length)
+
+    def _consume(self, length: int) -> None:
+        pos = self._pos + length
+        if pos == len(self._buf):
+            self._buf.clear()
             pos = 0
         self._pos = pos
-        return frame
 
     def frames(self) -> Iterator[ChannelFrame]:
         """Every complete frame buffered now, in order."""

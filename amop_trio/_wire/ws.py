@@ -10,8 +10,8 @@ them. All integers are big-endian (see PROTOCOL.md section 1).
 from __future__ import annotations
 
 import json
-import struct
 import os
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple

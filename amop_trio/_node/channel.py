@@ -1,0 +1,357 @@
+"""2.x SDK sessions: what a node does with the frames of channel clients.
+
+A ``ChannelSession`` is a ``Session`` like any ws client's: it joins the same
+``LocalHub`` and topic table, and its messages route through the same
+``Network``, so ws and channel clients reach each other on one node and
+across nodes. Inside the node a message is always a ws AMOP body; the session
+turns it into channel frames on the way out (``request_frame``,
+``multicast_frame``, ``verify_request``), and ``ChannelService`` turns
+channel frames into calls on the way in (PROTOCOL.md section 2).
+
+Unlike a ws client, a channel client need not handshake first (protocol 1
+SDKs never do), subscriptions get no answer, and the node never pings: the
+client's heartbeats keep the session alive (``StreamSocket.ping``). A frame
+that cannot be parsed closes the connection; a readable frame with a bad body
+is answered with a 2.x result code and a UTF-8 error text, and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import trio
+
+from .._errors import ConnectionLostError, EncodeError, WireError
+from .._log import log_event
+from .._wire.channel import (
+    HEARTBEAT_ANSWER,
+    MAX_TOPIC_BYTES,
+    ChannelFrame,
+    ChannelHandshakeRequest,
+    ChannelHandshakeResponse,
+    ChannelType,
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+    TopicBody,
+    channel_result_from_status,
+    decode_channel_frame,
+    decode_subscription,
+    decode_topic_body,
+    encode_channel_frame,
+    encode_topic_body,
+    heartbeat_answer,
+    new_channel_seq,
+    status_from_channel_result,
+)
+from .._wire.peer import PeerType
+from .._wire.status import Status
+from .._wire.ws import Frame, PacketType, decode_amop_body, encode_amop_body
+from .local import LocalHub, NodeStatistics, Session
+from .network import Network
+from .sdk import NodeLimits
+
+logger = logging.getLogger("amop_trio.node")
+
+#: Channel protocol versions this node speaks (heartbeat "0"/"1" is version 1).
+PROTOCOL_MIN = 1
+PROTOCOL_MAX = 3
+#: ``nodeVersion`` of the handshake answer; amop_trio clients recognise it.
+NODE_VERSION = "amop_trio"
+#: Topics 2.x SDKs subscribe to on connect to get block numbers; accepted, ignored.
+BLOCK_NOTIFY_PREFIX = "_block_notify_"
+#: JSON-RPC's "method not found".
+_RPC_NOT_SUPPORTED = -32601
+#: Packet type of the answer to each request type; others are answered in kind.
+_ANSWER_TYPES: dict[int, int] = {
+    ChannelType.AMOP_REQUEST: ChannelType.AMOP_RESPONSE,
+    ChannelType.AMOP_MULTICAST: ChannelType.AMOP_RESPONSE,
+}
+
+
+class ChannelSession(Session):
+    """One 2.x SDK client: a ``Session`` whose frames are channel frames."""
+
+    protocol: ClassVar[str] = "channel"
+
+    def __repr__(self) -> str:
+        return f"<ChannelSession {self.id} {self.name}>"
+
+    def verify_request(self, request: ChannelVerifyRequest) -> bytes:
+        return encode_channel_frame(
+            ChannelFrame(ChannelType.VERIFY_REQUEST, new_channel_seq(), data=request.encode())
+        )
+
+    def request_frame(self, seq: bytes, body: bytes) -> bytes | None:
+        data = _topic_body_of(body)
+        if data is None:
+            return None
+        return encode_channel_frame(ChannelFrame(ChannelType.AMOP_REQUEST, seq, data=data))
+
+    def multicast_frame(self, body: bytes) -> bytes | None:
+        data = _topic_body_of(body)
+        if data is None:
+            return None
+        return encode_channel_frame(
+            ChannelFrame(ChannelType.AMOP_MULTICAST, new_channel_seq(), data=data)
+        )
+
+
+def _topic_body_of(amop_body: bytes) -> bytes | None:
+    """A ws AMOP body as a channel topic body; None if the topic does not fit one."""
+    try:
+        body = decode_amop_body(amop_body)
+        return encode_topic_body(body.topic, body.data)
+    except (WireError, EncodeError) as exc:
+        log_event(logger, logging.DEBUG, "channel_undeliverable", error=exc)
+        return None
+
+
+def _decode_topic_body(data: bytes) -> TopicBody:
+    """``decode_topic_body``, saying why when a too-long topic wrapped topicLen to 0."""
+    try:
+        return decode_topic_body(data)
+    except WireError as exc:
+        if data[:1] == b"\x00" and len(data) > MAX_TOPIC_BYTES:
+            raise WireError(
+                f"{exc} (was the topic 255 bytes long? a topic body holds at most "
+                f"{MAX_TOPIC_BYTES} bytes of topic)",
+                status=exc.status,
+            ) from None
+        raise
+
+
+Handler = Callable[["ChannelService", ChannelSession, ChannelFrame, trio.Nursery], Awaitable[None]]
+
+
+class ChannelService:
+    """Serves the channel protocol on sessions, routing through ``network``."""
+
+    def __init__(
+        self,
+        hub: LocalHub,
+        network: Network,
+        limits: NodeLimits,
+        stats: NodeStatistics,
+        status: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.hub = hub
+        self.network = network
+        self.limits = limits
+        self.stats = stats
+        self._status = status
+        #: Longest topic a channel client may use: what a topic body can carry.
+        self.max_topic_bytes = min(MAX_TOPIC_BYTES, limits.max_topic_length)
+
+    async def serve(self, session: ChannelSession, nursery: trio.Nursery) -> None:
+        """Read and answer the session's frames until it closes."""
+        max_size = self.limits.max_frame_size
+        while True:
+            frame = decode_channel_frame(await session.sock.receive(), max_size=max_size)
+            handler = _HANDLERS.get(frame.type)
+            if handler is None:
+                await self._refuse(
+                    session,
+                    frame,
+                    Status.UNSUPPORTED_TYPE,
+                    f"packet type {frame.type:#x} is not supported by this node",
+                )
+                continue
+            try:
+                await handler(self, session, frame, nursery)
+            except WireError as exc:
+                await self._refuse(session, frame, exc.status or Status.INVALID_REQUEST, str(exc))
+
+    async def _answer(
+        self, session: ChannelSession, frame: ChannelFrame, result: int = 0, data: bytes = b""
+    ) -> None:
+        """Answer ``frame`` under its seq: AMOP requests with AMOP_RESPONSE, others in kind."""
+        ftype = _ANSWER_TYPES.get(frame.type, frame.type)
+        await session.send(encode_channel_frame(ChannelFrame(ftype, frame.seq, result, data)))
+
+    async def _refuse(
+        self,
+        session: ChannelSession,
+        frame: ChannelFrame,
+        status: int,
+        error: str,
+        *,
+        level: int = logging.INFO,
+    ) -> None:
+        """Answer with the 2.x result code for ``status`` and the error text; log it."""
+        self.stats.refused += 1
+        result = channel_result_from_status(status)
+        log_event(
+            logger,
+            level,
+            "channel_request_refused",
+            session=session.id,
+            type=hex(frame.type),
+            result=int(result),
+            error=error,
+        )
+        await self._answer(session, frame, result, error.encode("utf-8"))
+
+    # -- handlers -------------------------------------------------------------
+
+    async def _on_heartbeat(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        try:
+            answer = heartbeat_answer(frame.data)
+        except WireError:
+            answer = HEARTBEAT_ANSWER  # whatever it was, the client is alive
+        await self._answer(session, frame, 0, answer)
+
+    async def _on_handshake(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        request = ChannelHandshakeRequest.decode(frame.data)
+        version = request.choose_protocol(PROTOCOL_MIN, PROTOCOL_MAX)
+        if version is None:
+            error = (
+                f"the client speaks channel protocol versions {request.minimum_support} to "
+                f"{request.maximum_support}, this node {PROTOCOL_MIN} to {PROTOCOL_MAX}"
+            )
+            await self._refuse(session, frame, Status.UNSUPPORTED_TYPE, error)
+            session.close(f"handshake failed: {error}")  # the answer still goes out first
+            return
+        log_event(
+            logger,
+            logging.INFO,
+            "channel_handshake",
+            session=session.id,
+            protocol=version,
+            client=request.client_type or "-",
+        )
+        await self._answer(
+            session, frame, 0, ChannelHandshakeResponse(version, NODE_VERSION).encode()
+        )
+
+    async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        accepted, refused = [], []
+        for topic in decode_subscription(frame.data):
+            if topic.startswith(BLOCK_NOTIFY_PREFIX):
+                continue  # no blocks here: nothing to notify
+            if 1 <= len(topic.encode("utf-8")) <= self.max_topic_bytes:
+                accepted.append(topic)
+            else:
+                refused.append(topic)
+        limits = self.limits
+        if len(accepted) > limits.max_topics:
+            raise WireError(
+                f"{len(accepted)} topics exceed the limit of {limits.max_topics} per connection",
+                status=Status.INVALID_REQUEST,
+            )
+        added, removed = self.hub.table.set_topics(session.id, accepted)
+        if added or removed:
+            self.network.topics_changed()
+            log_event(
+                logger,
+                logging.INFO,
+                "topics",
+                session=session.id,
+                added=",".join(sorted(added)),
+                removed=",".join(sorted(removed)),
+            )
+        if refused:
+            # 0x32 has no answer; this one exists only to say what was refused.
+            shown = ", ".join(repr(t[:40] + "…" if len(t) > 40 else t) for t in refused[:5])
+            await self._refuse(
+                session,
+                frame,
+                Status.INVALID_REQUEST,
+                f"{len(refused)} topic(s) refused, a channel topic is 1 to "
+                f"{self.max_topic_bytes} bytes of UTF-8: {shown}",
+                level=logging.WARNING,
+            )
+
+    async def _on_request(
+        self, session: ChannelSession, frame: ChannelFrame, nursery: trio.Nursery
+    ) -> None:
+        body = _decode_topic_body(frame.data)
+        if session.requests >= self.limits.max_pending:
+            await self._refuse(
+                session,
+                frame,
+                Status.OVERLOADED,
+                f"more than {self.limits.max_pending} requests pending on this connection",
+            )
+            return
+        session.requests += 1
+        self.stats.unicasts += 1
+        nursery.start_soon(self._unicast, session, frame, body)
+
+    async def _unicast(
+        self, publisher: ChannelSession, frame: ChannelFrame, body: TopicBody
+    ) -> None:
+        try:
+            status, payload = await self.network.unicast(
+                body.topic, encode_amop_body(body.topic, body.data)
+            )
+            data = encode_topic_body(body.topic, payload) if status == 0 else payload
+            with contextlib.suppress(ConnectionLostError):  # the publisher left
+                await self._answer(publisher, frame, channel_result_from_status(status), data)
+        finally:
+            publisher.requests -= 1
+
+    async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        body = _decode_topic_body(frame.data)
+        self.stats.multicasts += 1
+        self.network.multicast(body.topic, encode_amop_body(body.topic, body.data))
+        await self._answer(session, frame, 0, frame.data)  # real nodes echo the body
+
+    async def _on_response(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        waiter = session.deliveries.pop(frame.seq, None)
+        if waiter is None:
+            return  # late, or an answer to a multicast some SDKs send
+        status: int = status_from_channel_result(frame.result)
+        data = b""
+        if frame.result == 0:
+            try:
+                data = decode_topic_body(frame.data).data
+            except WireError as exc:
+                log_event(logger, logging.WARNING, "bad_reply", session=session.id, error=exc)
+                status, data = Status.SEND_FAILED, str(exc).encode()
+        waiter.resolve(Frame(PacketType.AMOP_RESPONSE, frame.seq, data, status=status))
+
+    async def _on_verify_request(
+        self, session: ChannelSession, frame: ChannelFrame, _: Any
+    ) -> None:
+        """Some SDKs acknowledge the node's 0x37; nothing to do."""
+
+    async def _on_verify_result(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        self.network.verification_result(ChannelVerifyResult.decode(frame.data))
+
+    async def _on_rpc(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        try:
+            request = json.loads(frame.data)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            request = None
+        message = "this is an amop_trio node: it relays AMOP messages and answers no JSON-RPC"
+        answer = {
+            "jsonrpc": "2.0",
+            "id": request.get("id") if isinstance(request, dict) else None,
+            "error": {"code": _RPC_NOT_SUPPORTED, "message": message},
+        }
+        self.stats.refused += 1
+        log_event(logger, logging.INFO, "rpc_refused", session=session.id)
+        result = channel_result_from_status(Status.UNSUPPORTED_TYPE)
+        await self._answer(session, frame, result, json.dumps(answer).encode())
+
+    async def _on_status(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+        await self._answer(session, frame, 0, json.dumps(self._status()).encode())
+
+
+_HANDLERS: dict[int, Handler] = {
+    ChannelType.RPC: ChannelService._on_rpc,
+    ChannelType.HEARTBEAT: ChannelService._on_heartbeat,
+    ChannelType.HANDSHAKE: ChannelService._on_handshake,
+    ChannelType.AMOP_REQUEST: ChannelService._on_request,
+    ChannelType.AMOP_RESPONSE: ChannelService._on_response,
+    ChannelType.AMOP_SUBSCRIBE: ChannelService._on_subscribe,
+    ChannelType.AMOP_MULTICAST: ChannelService._on_multicast,
+    ChannelType.VERIFY_REQUEST: ChannelService._on_verify_request,
+    ChannelType.VERIFY_RESULT: ChannelService._on_verify_result,
+    # amop_trio's own status query, the same packet type as on ws.
+    PeerType.NODE_STATUS: ChannelService._on_status,
+}

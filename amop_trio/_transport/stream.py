@@ -1,0 +1,162 @@
+"""Channel frames over a byte stream (TCP, or TLS over TCP): the 2.x transport.
+
+``StreamSocket`` has the interface of ``FrameSocket`` (``send``, ``receive``,
+``ping``, ``aclose``, ``remote``), so a ``FrameConnection`` runs either. Frame
+boundaries come from the length prefix, found by ``ChannelDecoder``, which
+refuses an absurd length as soon as its 4 bytes arrive instead of buffering
+a body that will never be valid.
+
+The 2.x protocol has no ping of its own: clients send HEARTBEAT frames and
+nodes answer them. So liveness is "a frame arrived lately": ``ping`` returns
+once a frame has arrived since the previous ``ping`` returned, and a client
+socket (given ``heartbeat``) first sends a heartbeat to provoke one. Transport
+errors are translated here, once, as in ``websocket``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import trio
+
+from .._errors import ConnectError, ConnectionLostError
+from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
+from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
+
+#: The scheme of channel endpoints: ``channel://host:port``.
+SCHEME = "channel"
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE = 65536
+
+
+class StreamSocket:
+    """One byte stream carrying channel frames. Safe for one reader and one writer task.
+
+    ``heartbeat``, if given, makes a frame for ``ping`` to send (a client's
+    HEARTBEAT); without it ``ping`` only watches for frames from the peer (a
+    node, whose clients send the heartbeats). Sends are serialised by a lock,
+    since ``ping`` and the connection's writer may send at the same time.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        remote: str,
+        heartbeat: Callable[[], bytes] | None = None,
+    ) -> None:
+        self._stream = stream
+        self._decoder = ChannelDecoder(max_frame_size=max_frame_size)
+        self._send_lock = trio.Lock()
+        self._received = 0
+        self._received_at_ping = 0
+        self._arrived = trio.Event()
+        self.max_frame_size = max_frame_size
+        self.heartbeat = heartbeat
+        #: ``host:port`` of the peer, fixed at connection time.
+        self.remote = remote
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send_all(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+
+    async def receive(self) -> bytes:
+        """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""
+        while (frame := self._decoder.next_frame_bytes()) is None:
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+            if not data:
+                pending = self._decoder.pending_bytes
+                detail = f" in the middle of a frame ({pending} bytes)" if pending else ""
+                raise ConnectionLostError(f"connection to {self.remote} closed by the peer{detail}")
+            self._decoder.feed(data)
+        self._received += 1
+        self._arrived.set()
+        self._arrived = trio.Event()
+        return frame
+
+    async def ping(self) -> None:
+        """Return once a frame has arrived since the last ``ping`` (after a heartbeat, if set)."""
+        if self.heartbeat is not None:
+            self._received_at_ping = self._received
+            await self.send(self.heartbeat())
+        while self._received == self._received_at_ping:
+            await self._arrived.wait()
+        self._received_at_ping = self._received
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the stream (TLS politely if quick); ``code`` and ``reason`` have no place on it."""
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+            scope.shield = True
+            with contextlib.suppress(Exception):  # closing must never raise
+                await self._stream.aclose()
+        await trio.aclose_forcefully(self._stream)
+
+
+def endpoint_url(endpoint: str) -> str:
+    """``channel://host:port`` checked and normalised; ``ValueError`` says what is wrong."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != SCHEME:
+        raise ValueError(f"endpoint {endpoint!r}: a channel endpoint starts with channel://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"endpoint {endpoint!r}: the port is not a number") from None
+    if not parts.hostname or port is None:
+        raise ValueError(
+            f"endpoint {endpoint!r}: expected channel://host:port, "
+            "for example channel://127.0.0.1:20200"
+        )
+    if parts.path not in ("", "/"):
+        raise ValueError(f"endpoint {endpoint!r}: a channel endpoint has no path")
+    return f"{SCHEME}://{parts.netloc}"
+
+
+async def connect(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    connect_timeout: float = HANDSHAKE_TIMEOUT,
+) -> StreamSocket:
+    """Open a channel connection to ``channel://host:port``: TLS over TCP with a context."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 0
+    tls = " over TLS" if ssl_context is not None else ""
+    try:
+        with trio.fail_after(connect_timeout):
+            stream: trio.abc.Stream
+            if ssl_context is None:
+                stream = await trio.open_tcp_stream(host, port)
+            else:
+                ssl_stream = await trio.open_ssl_over_tcp_stream(
+                    host, port, ssl_context=ssl_context
+                )
+                try:
+                    await ssl_stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(ssl_stream)
+                    raise
+                stream = ssl_stream
+    except trio.TooSlowError:
+        raise ConnectError(
+            f"cannot connect to {url}{tls}: no answer within {connect_timeout:g} s"
+        ) from None
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {url}{tls}: {exc.strerror or exc}") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        cause = exc.__cause__ or exc
+        raise ConnectError(
+            f"cannot connect to {url}{tls}: TLS handshake failed ({cause}); "
+            "is it a TLS port, and do both sides use certificates of the same chain?"
+        ) from None
+    return StreamSocket(stream, max_frame_size=max_frame_size, remote=f"{host}:{port}")

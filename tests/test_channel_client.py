@@ -1,0 +1,143 @@
+"""The client over ``channel://``: TLS, certificate discovery, liveness, reconnection."""
+
+from __future__ import annotations
+
+import json
+import struct
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from amop_trio import (
+    ConnectError,
+    ConnectionLostError,
+    MessageKind,
+    RejectedError,
+    open_amop,
+    open_node,
+)
+from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
+
+from .proxy import open_proxy
+
+TIMEOUT = 15
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("chain")
+    create_chain_ca(root / "ca")
+    create_node_cert(root / "ca", root / "node")
+    create_sdk_cert(root / "ca", root / "sdk")
+    return root
+
+
+async def echo(client, topic: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async with client.subscribe(topic) as sub:
+        task_status.started()
+        async for msg in sub:
+            if msg.kind is MessageKind.UNICAST:
+                await msg.reply(b"echo:" + msg.data)
+
+
+async def test_channel_over_tls_beside_wss_on_one_port(chain: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", certs=chain / "node") as node,
+            open_amop(f"channel://{node.endpoint}", certs=chain / "sdk") as old,
+            open_amop(node.endpoint, certs=chain / "sdk") as new,
+            trio.open_nursery() as nursery,
+        ):
+            assert old.endpoint.startswith("channel://")
+            assert new.endpoint.startswith("wss://")
+            await nursery.start(echo, old, "tls")
+            assert await new.publish("tls", b"x") == b"echo:x"
+            nursery.cancel_scope.cancel()
+
+
+async def test_found_sdk_certificates_are_used_and_plain_nodes_still_work(
+    chain: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMOP_SDK_CERTS", str(chain / "sdk"))
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", certs=chain / "node") as tls_node,
+            open_node("127.0.0.1:0") as plain_node,
+            open_amop(f"channel://{tls_node.endpoint}") as over_tls,
+            open_amop(f"channel://{plain_node.endpoint}") as over_tcp,
+        ):
+            await over_tls.broadcast("t", b"x")
+            await over_tcp.broadcast("t", b"x")
+
+
+async def test_a_plain_client_at_a_tls_port_gets_a_hint(chain: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node("127.0.0.1:0", certs=chain / "node") as node:
+            with pytest.raises(ConnectError, match="TLS"):
+                async with open_amop(f"channel://{node.endpoint}", connect_timeout=3):
+                    pass
+
+
+async def test_heartbeats_find_a_dead_connection() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_proxy(node.port) as proxy,
+            open_amop(node.endpoint) as subscriber,
+            subscriber.subscribe("slow"),
+            open_amop(
+                f"channel://{proxy.endpoint}", ping_interval=0.3, ping_timeout=0.3, timeout=30
+            ) as client,
+        ):
+            await trio.sleep(0.7)  # heartbeats answered: the link stays up
+            assert client.connected
+            proxy.freeze()
+            start = trio.current_time()
+            with pytest.raises(ConnectionLostError):
+                await client.publish("slow", b"x")
+            assert trio.current_time() - start < 1.5
+
+
+async def test_reconnects_and_resubscribes_after_the_node_drops_it() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_amop(f"channel://{node.endpoint}") as old,
+            open_amop(node.endpoint) as new,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(echo, old, "again")
+            assert await new.publish("again", b"1") == b"echo:1"
+            for session in list(node.sessions.values()):
+                if session.protocol == "channel":
+                    session.close("test: drop the channel client")
+            while old.reconnects < 1 or not node.table.subscribers("again"):
+                await trio.sleep(0.01)
+            assert await new.publish("again", b"2") == b"echo:2"
+            nursery.cancel_scope.cancel()
+
+
+async def test_node_status_needs_an_amop_trio_node() -> None:
+    """A node that does not say ``amop_trio`` in its handshake is not asked at all."""
+
+    async def fake_2x_node(stream: trio.SocketStream) -> None:
+        head = struct.Struct(">IH32si")
+        data = await stream.receive_some(65536)
+        _, ptype, seq, _ = head.unpack_from(data)
+        body = json.dumps({"protocol": 3, "nodeVersion": "2.9.1"}).encode()
+        await stream.send_all(head.pack(head.size + len(body), ptype, seq, 0) + body)
+        while await stream.receive_some(65536):
+            pass
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, fake_2x_node, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            async with open_amop(f"channel://127.0.0.1:{port}", ping_interval=30) as client:
+                with pytest.raises(RejectedError, match="3004"):
+                    await client.node_status()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,355 @@
+"""A raw 2.x client written only from the byte tables of PROTOCOL.md section 2, over TLS.
+
+Nothing here uses amop_trio's codec or client: frames are packed and parsed
+with ``struct`` by the helpers below and travel over a plain
+``trio.open_ssl_over_tcp_stream``. From amop_trio come only the certificates
+(a chain CA, a node and an SDK certificate in ``tmp_path``), the client TLS
+context built from them, and ``open_node`` running the node under test, with
+mutual TLS on its SDK port, which ws clients share (``test_mixed.py``).
+
+Frame:  length u32 | type u16 | seq 32 bytes | result i32 | data   (length counts all)
+Topic body:  topicLen u8 (= len(topic) + 1) | topic | data
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from amop_trio import NodeLimits, open_node
+from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
+from amop_trio._security.tls import client_context_from_dir
+
+# -- the byte tables of PROTOCOL.md section 2 ----------------------------------
+
+RPC = 0x12
+HEARTBEAT = 0x13
+HANDSHAKE = 0x14
+AMOP_REQUEST = 0x30
+AMOP_RESPONSE = 0x31
+SUBSCRIBE = 0x32
+MULTICAST = 0x35
+
+SUCCESS = 0
+REMOTE_PEER_UNAVAILABLE = 100  # no reachable node has a subscriber
+
+HEADER = struct.Struct(">IH32si")  # length, type, seq, result
+LENGTH = struct.Struct(">I")
+SEQ_RE = re.compile(rb"[0-9a-f]{32}")
+TIMEOUT = 10
+
+
+def new_seq() -> bytes:
+    return uuid.uuid4().hex.encode("ascii")
+
+
+def pack_frame(ptype: int, seq: bytes, data: bytes = b"", *, result: int = 0) -> bytes:
+    return HEADER.pack(HEADER.size + len(data), ptype, seq, result) + data
+
+
+def pack_topic_body(topic: bytes, data: bytes) -> bytes:
+    # A naive u8 for topicLen: a 255-byte topic wraps to 0, as a C SDK's would.
+    return bytes([(len(topic) + 1) & 0xFF]) + topic + data
+
+
+def unpack_topic_body(data: bytes) -> tuple[bytes, bytes]:
+    topic_len = data[0]
+    assert 2 <= topic_len <= len(data), f"bad topicLen in {data!r}"
+    return data[1:topic_len], data[topic_len:]
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    type: int
+    seq: bytes
+    result: int
+    data: bytes
+
+
+# -- certificates and connections ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    node: Path
+    sdk: Path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    root = tmp_path_factory.mktemp("chain")
+    create_chain_ca(root / "ca")
+    create_node_cert(root / "ca", root / "node")
+    create_sdk_cert(root / "ca", root / "sdk")
+    return Certs(root / "node", root / "sdk")
+
+
+class RawChannel:
+    """One TLS stream carrying raw frames; frames not yet wanted wait in a backlog."""
+
+    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.backlog: list[RawFrame] = []
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _read(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise EOFError("the node closed the connection")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    async def _receive(self) -> RawFrame:
+        head = await self._read(HEADER.size)
+        length, ptype, seq, result = HEADER.unpack(head)
+        assert length >= HEADER.size, f"length field {length} under the header size"
+        return RawFrame(ptype, seq, result, await self._read(length - HEADER.size))
+
+    async def receive_until(self, predicate: Callable[[RawFrame], bool]) -> RawFrame:
+        for i, frame in enumerate(self.backlog):
+            if predicate(frame):
+                return self.backlog.pop(i)
+        while True:
+            frame = await self._receive()
+            if predicate(frame):
+                return frame
+            self.backlog.append(frame)
+
+    async def request(self, ptype: int, data: bytes, *, result: int = 0) -> RawFrame:
+        """Send a frame and wait for the frame with the same seq."""
+        seq = new_seq()
+        await self.send(pack_frame(ptype, seq, data, result=result))
+        return await self.receive_until(lambda f: f.seq == seq)
+
+    async def handshake(self) -> dict[str, object]:
+        hello = {"minimumSupport": 1, "maximumSupport": 3, "clientType": "raw-test"}
+        answer = await self.request(HANDSHAKE, json.dumps(hello).encode())
+        assert (answer.type, answer.result) == (HANDSHAKE, SUCCESS), answer
+        info = json.loads(answer.data)
+        assert isinstance(info, dict), info
+        return info
+
+    async def subscribe(self, topics: list[str]) -> None:
+        """Send the topic set (no answer), then a heartbeat to know it was handled."""
+        await self.send(pack_frame(SUBSCRIBE, new_seq(), json.dumps(topics).encode()))
+        answer = await self.request(HEARTBEAT, b'{"heartBeat":0}')
+        assert answer.type == HEARTBEAT, answer
+
+
+@asynccontextmanager
+async def raw_channel(port: int, certs: Certs) -> AsyncIterator[RawChannel]:
+    context = client_context_from_dir(certs.sdk)
+    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context)
+    try:
+        await stream.do_handshake()
+        yield RawChannel(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def closed_by_node(conn: RawChannel) -> bool:
+    """Read until the node closes the connection."""
+    try:
+        while True:
+            await conn._receive()
+    except (EOFError, trio.BrokenResourceError):
+        return True
+
+
+# -- tests ----------------------------------------------------------------------
+
+
+async def test_handshake_and_both_forms_of_heartbeat(certs: Certs) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node("127.0.0.1:0", certs=certs.node) as node:
+            async with raw_channel(node.port, certs) as conn:
+                # Protocol-1 SDKs never handshake: heartbeats work before one.
+                answer = await conn.request(HEARTBEAT, b"0")
+                assert (answer.type, answer.result, answer.data) == (HEARTBEAT, SUCCESS, b"1")
+
+                assert conn.stream.version() in ("TLSv1.2", "TLSv1.3")
+                info = await conn.handshake()
+                assert info["protocol"] == 3
+                assert isinstance(info["nodeVersion"], str)
+
+                answer = await conn.request(HEARTBEAT, b'{"heartBeat":0}')
+                assert (answer.type, answer.result) == (HEARTBEAT, SUCCESS), answer
+                assert json.loads(answer.data) == {"heartBeat": 1}
+                answer = await conn.request(HEARTBEAT, b"0")
+                assert answer.data == b"1"
+                answer = await conn.request(HEARTBEAT, b"")  # some SDKs send nothing
+                assert (answer.type, answer.result) == (HEARTBEAT, SUCCESS), answer
+                assert json.loads(answer.data) == {"heartBeat": 1}
+
+            # A client that offers no version the node speaks is told, then dropped.
+            async with raw_channel(node.port, certs) as conn:
+                hello = {"minimumSupport": 7, "maximumSupport": 9, "clientType": "future"}
+                answer = await conn.request(HANDSHAKE, json.dumps(hello).encode())
+                assert answer.type == HANDSHAKE, answer
+                assert answer.result != SUCCESS, answer
+                assert b"1 to 3" in answer.data
+                assert await closed_by_node(conn)
+
+
+async def test_unicast_with_reply_and_multicast_with_ack(certs: Certs) -> None:
+    topic = b"raw-topic"
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", certs=certs.node) as node,
+            raw_channel(node.port, certs) as sub,
+            raw_channel(node.port, certs) as pub,
+        ):
+            await sub.handshake()
+            await pub.handshake()
+            # SDKs subscribe to block notifications on connect: accepted, no effect.
+            await sub.subscribe([topic.decode(), "_block_notify_1"])
+            assert node.table.topics() == {"raw-topic": 1}
+
+            # unicast: 0x30 to the subscriber under a node seq, its 0x31 back to pub
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_REQUEST, seq, pack_topic_body(topic, b"ping")))
+            delivered = await sub.receive_until(lambda f: f.type == AMOP_REQUEST)
+            assert SEQ_RE.fullmatch(delivered.seq), delivered
+            assert delivered.seq != seq, delivered
+            assert unpack_topic_body(delivered.data) == (topic, b"ping")
+            reply = pack_topic_body(topic, b"pong")
+            await sub.send(pack_frame(AMOP_RESPONSE, delivered.seq, reply))
+            answer = await pub.receive_until(lambda f: f.seq == seq)
+            assert (answer.type, answer.result) == (AMOP_RESPONSE, SUCCESS), answer
+            assert unpack_topic_body(answer.data) == (topic, b"pong")
+
+            # multicast: the subscriber gets it, pub gets 0x31 with result 0 and its body
+            body = pack_topic_body(topic, b"all")
+            answer = await pub.request(MULTICAST, body)
+            assert (answer.type, answer.result, answer.data) == (AMOP_RESPONSE, SUCCESS, body)
+            delivered = await sub.receive_until(lambda f: f.type == MULTICAST)
+            assert unpack_topic_body(delivered.data) == (topic, b"all")
+            assert SEQ_RE.fullmatch(delivered.seq), delivered
+
+            # unicast to a topic nobody subscribes: result 100
+            answer = await pub.request(AMOP_REQUEST, pack_topic_body(b"nobody-here", b"x"))
+            assert (answer.type, answer.result) == (AMOP_RESPONSE, REMOTE_PEER_UNAVAILABLE)
+
+            # a subscriber that unsubscribes gets nothing more
+            await sub.subscribe([])
+            assert node.table.topics() == {}
+            answer = await pub.request(AMOP_REQUEST, pack_topic_body(topic, b"late"))
+            assert answer.result == REMOTE_PEER_UNAVAILABLE, answer
+            assert sub.backlog == []
+
+
+async def test_a_255_byte_topic_is_refused(certs: Certs) -> None:
+    longest, too_long = "a" * 254, "b" * 255
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", certs=certs.node) as node,
+            raw_channel(node.port, certs) as sub,
+            raw_channel(node.port, certs) as pub,
+        ):
+            await sub.handshake()
+            await pub.handshake()
+
+            # In a subscription: the 254-byte topic is taken, the 255-byte one refused
+            # with a result code and a text (the only answer a 0x32 ever gets).
+            seq = new_seq()
+            await sub.send(pack_frame(SUBSCRIBE, seq, json.dumps([longest, too_long]).encode()))
+            refusal = await sub.receive_until(lambda f: f.seq == seq)
+            assert refusal.type == SUBSCRIBE, refusal
+            assert refusal.result != SUCCESS, refusal
+            assert b"254" in refusal.data, refusal
+            assert node.table.topics() == {longest: 1}
+
+            # In a topic body: a 255-byte topic cannot be written (topicLen wraps to 0).
+            answer = await pub.request(AMOP_REQUEST, pack_topic_body(too_long.encode(), b"x"))
+            assert answer.type == AMOP_RESPONSE, answer
+            assert answer.result != SUCCESS, answer
+            assert b"at most 254" in answer.data, answer
+            answer = await pub.request(MULTICAST, pack_topic_body(too_long.encode(), b"x"))
+            assert answer.type == AMOP_RESPONSE, answer
+            assert answer.result != SUCCESS, answer
+
+            # Both connections carry on: the 254-byte topic works end to end.
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_REQUEST, seq, pack_topic_body(longest.encode(), b"q")))
+            delivered = await sub.receive_until(lambda f: f.type == AMOP_REQUEST)
+            assert unpack_topic_body(delivered.data) == (longest.encode(), b"q")
+            await sub.send(
+                pack_frame(AMOP_RESPONSE, delivered.seq, pack_topic_body(longest.encode(), b"a"))
+            )
+            answer = await pub.receive_until(lambda f: f.seq == seq)
+            assert answer.result == SUCCESS
+            assert unpack_topic_body(answer.data) == (longest.encode(), b"a")
+
+
+async def test_json_rpc_and_unknown_types_get_a_clear_error(certs: Certs) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", certs=certs.node) as node,
+            raw_channel(node.port, certs) as conn,
+        ):
+            await conn.handshake()
+            rpc = {"jsonrpc": "2.0", "method": "getBlockNumber", "params": [1], "id": 7}
+            answer = await conn.request(RPC, json.dumps(rpc).encode())
+            assert answer.type == RPC, answer
+            assert answer.result != SUCCESS, answer
+            error = json.loads(answer.data)
+            assert error["id"] == 7
+            assert "JSON-RPC" in error["error"]["message"]
+
+            answer = await conn.request(0x77, b"?")
+            assert answer.type == 0x77, answer
+            assert answer.result != SUCCESS, answer
+            assert b"0x77" in answer.data
+            answer = await conn.request(HEARTBEAT, b"0")  # still connected
+            assert answer.data == b"1"
+
+
+async def test_an_absurd_length_closes_the_connection_at_once(certs: Certs) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node("127.0.0.1:0", certs=certs.node) as node:
+            async with raw_channel(node.port, certs) as conn:
+                await conn.handshake()
+                # 4 GiB announced: the node must not wait for (or buffer) the body.
+                await conn.send(LENGTH.pack(0xFFFFFFFF) + b"\x00\x13")
+                with trio.fail_after(2):
+                    assert await closed_by_node(conn)
+            async with raw_channel(node.port, certs) as conn:  # the node is fine
+                await conn.handshake()
+
+
+async def test_a_silent_client_is_dropped_and_heartbeats_keep_one_alive(certs: Certs) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node(
+                "127.0.0.1:0", certs=certs.node, limits=NodeLimits(channel_idle_timeout=0.4)
+            ) as node,
+            raw_channel(node.port, certs) as silent,
+            raw_channel(node.port, certs) as beating,
+        ):
+            await silent.handshake()
+            await beating.handshake()
+            start = trio.current_time()
+            with trio.move_on_after(1.2):
+                while True:
+                    answer = await beating.request(HEARTBEAT, b'{"heartBeat":0}')
+                    assert answer.result == SUCCESS
+                    await trio.sleep(0.1)
+            with trio.fail_after(1):
+                assert await closed_by_node(silent)
+            assert trio.current_time() - start < 2.2
+            answer = await beating.request(HEARTBEAT, b"0")
+            assert answer.data == b"1"
