@@ -58,7 +58,7 @@ from ._security.keys import (
 )
 from ._security.tls import client_context_from_dir
 from ._transport import stream, websocket
-from ._util import as_bytes, backoff_delay, unwrap_group, unwrapped_errors
+from ._util import as_bytes, backoff_delay, unwrapped_errors
 from ._wire.channel import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
 from ._wire.status import Status
 from ._wire.topics import (
@@ -597,21 +597,16 @@ class AmopClient:
         while True:
             url = self._urls[index % len(self._urls)]
             index += 1
+            failure: AmopError
             try:
-                async with trio.open_nursery() as nursery:
-                    link = await self._open_link(nursery, url)
-                    if started:
-                        self._reconnects += 1
-                    else:
-                        started = True
-                        task_status.started()
-                    attempt = 0
-                    await self._run_link(link)
-            except BaseExceptionGroup as group:
-                error = unwrap_group(group)
-                if not isinstance(error, AmopError):
-                    raise
-                failure: AmopError = error
+                link = await self._open_link(url)
+                if started:
+                    self._reconnects += 1
+                else:
+                    started = True
+                    task_status.started()
+                attempt = 0
+                await self._run_link(link)
             except AmopError as error:
                 failure = error
             else:
@@ -636,10 +631,10 @@ class AmopClient:
             )
             await trio.sleep(delay)
 
-    async def _open_link(self, nursery: trio.Nursery, url: str) -> Link:
+    async def _open_link(self, url: str) -> Link:
         context = self._ssl_context
         try:
-            return await self._connect(nursery, url, context)
+            return await self._connect(url, context)
         except ConnectError:
             if not self._implicit_tls:
                 raise
@@ -651,14 +646,12 @@ class AmopClient:
             else:
                 raise
             try:
-                return await self._connect(nursery, plain, None)
+                return await self._connect(plain, None)
             except ConnectError:
                 pass
             raise
 
-    async def _connect(
-        self, nursery: trio.Nursery, url: str, ssl_context: ssl.SSLContext | None
-    ) -> Link:
+    async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Link:
         """Open the connection and handshake; ``ConnectError`` says why not."""
         if url.startswith(f"{stream.SCHEME}://"):
             return await open_channel_link(
@@ -669,7 +662,6 @@ class AmopClient:
                 outbox_size=self._outbox_size,
             )
         return await open_ws_link(
-            nursery,
             url,
             ssl_context=ssl_context,
             max_frame_size=self._max_frame_size,

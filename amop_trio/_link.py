@@ -316,7 +316,6 @@ async def _first_answer(sock: FrameTransport, link: Link, seq: bytes, timeout: f
 
 
 async def open_ws_link(
-    nursery: trio.Nursery,
     url: str,
     *,
     ssl_context: ssl.SSLContext | None,
@@ -326,7 +325,6 @@ async def open_ws_link(
 ) -> WsLink:
     """Open a WebSocket and handshake; ``ConnectError`` says why not."""
     sock = await websocket.connect(
-        nursery,
         url,
         ssl_context=ssl_context if url.startswith("wss://") else None,
         max_frame_size=max_frame_size,

@@ -38,7 +38,7 @@ from .._errors import AmopError, WireError
 from .._log import log_event
 from .._transport import websocket
 from .._transport.connection import FrameConnection
-from .._util import Pending, backoff_delay, unwrap_group
+from .._util import Pending, backoff_delay
 from .._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.peer import (
     Hello,
@@ -217,31 +217,22 @@ class Network:
                 await self._links_changed.wait()
                 continue
             try:
-                async with trio.open_nursery() as nursery:
-                    sock = await websocket.connect(
-                        nursery,
-                        f"{scheme}://{address}/",
-                        ssl_context=self.ssl_context,
-                        max_frame_size=self.max_frame_size,
-                        connect_timeout=2.0,
-                    )
-                    link = await self._exchange_hello(sock, outbound=True)
-                    if link is not None:
-                        dialer.peer_id = link.peer_id
-                        if link.peer_id == self.node_id:
-                            dialer.state, dialer.error = (
-                                "refused",
-                                "this address is the node itself",
-                            )
-                            return
-                        dialer.state, dialer.error, dialer.attempts = "connected", "", 0
-                        await self._serve_link(link)
-                    nursery.cancel_scope.cancel()
-            except (AmopError, OSError, BaseExceptionGroup) as exc:
-                error = unwrap_group(exc)
-                if not isinstance(error, (AmopError, OSError, trio.BrokenResourceError)):
-                    raise
-                dialer.error = str(error)
+                sock = await websocket.connect(
+                    f"{scheme}://{address}/",
+                    ssl_context=self.ssl_context,
+                    max_frame_size=self.max_frame_size,
+                    connect_timeout=2.0,
+                )
+                link = await self._exchange_hello(sock, outbound=True)
+                if link is not None:
+                    dialer.peer_id = link.peer_id
+                    if link.peer_id == self.node_id:
+                        dialer.state, dialer.error = "refused", "this address is the node itself"
+                        return
+                    dialer.state, dialer.error, dialer.attempts = "connected", "", 0
+                    await self._serve_link(link)
+            except (AmopError, OSError, trio.BrokenResourceError) as exc:
+                dialer.error = str(exc)
             dialer.state = "connecting"
             dialer.attempts += 1
             await trio.sleep(backoff_delay(dialer.attempts, base=0.05, cap=2.0))

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio_websocket
 
+from .._errors import ConnectionLostError, WireError
 from .._log import log_event
 from .._security.certs import node_id_from_cert
 from .._security.tls import client_context_from_dir, server_context
 from .._transport.sniff import Protocol, sniff
 from .._transport.stream import StreamSocket
-from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket
+from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket, server_handshake
 from .._util import unwrap_group, unwrapped_errors
 from .channel import ChannelService, ChannelSession
 from .local import LocalHub, NodeStatistics, Session
@@ -199,21 +199,17 @@ class Node:
         """
         remote = _peer_of(stream)
         try:
-            async with trio.open_nursery() as nursery:
-                sock: FrameSocket | StreamSocket | None = None
-                with trio.move_on_after(self.limits.handshake_timeout) as scope:
-                    sock = await self._open_socket(
-                        nursery, stream, remote, sniffing=channel is not None
-                    )
-                if isinstance(sock, StreamSocket) and channel is not None:
-                    await channel(sock)
-                elif isinstance(sock, FrameSocket):
-                    await serve(sock)
-                elif scope.cancelled_caught:
-                    log_event(logger, logging.WARNING, "handshake_timeout", remote=remote)
-                else:
-                    log_event(logger, logging.INFO, "closed_before_speaking", remote=remote)
-                nursery.cancel_scope.cancel()
+            sock: FrameSocket | StreamSocket | None = None
+            with trio.move_on_after(self.limits.handshake_timeout) as scope:
+                sock = await self._open_socket(stream, remote, sniffing=channel is not None)
+            if isinstance(sock, StreamSocket) and channel is not None:
+                await channel(sock)
+            elif isinstance(sock, FrameSocket):
+                await serve(sock)
+            elif scope.cancelled_caught:
+                log_event(logger, logging.WARNING, "handshake_timeout", remote=remote)
+            else:
+                log_event(logger, logging.INFO, "closed_before_speaking", remote=remote)
         except Exception as exc:
             # Nothing one connection does may take the node down.
             error = unwrap_group(exc)
@@ -233,7 +229,8 @@ class Node:
                     trio.BrokenResourceError,
                     trio.ClosedResourceError,
                     OSError,
-                    trio_websocket.ConnectionClosed,
+                    ConnectionLostError,
+                    WireError,
                     ssl.SSLError,
                 ),
             ):
@@ -244,7 +241,7 @@ class Node:
             await trio.aclose_forcefully(stream)
 
     async def _open_socket(
-        self, nursery: trio.Nursery, stream: trio.abc.Stream, remote: str, *, sniffing: bool
+        self, stream: trio.abc.Stream, remote: str, *, sniffing: bool
     ) -> FrameSocket | StreamSocket | None:
         """Finish TLS, tell the protocol and open its socket; None if the peer left first."""
         if isinstance(stream, trio.SSLStream):
@@ -256,14 +253,7 @@ class Node:
         max_size = self.limits.max_frame_size
         if protocol is Protocol.CHANNEL:
             return StreamSocket(inner, max_frame_size=max_size, remote=remote)
-        request = await trio_websocket.wrap_server_stream(
-            nursery,
-            inner,
-            message_queue_size=1,
-            max_message_size=max_size,
-            receive_buffer_size=65536,
-        )
-        return FrameSocket(await request.accept(), max_frame_size=max_size, remote=remote)
+        return await server_handshake(inner, max_frame_size=max_size, remote=remote)
 
     async def _run_session(self, sock: FrameSocket) -> None:
         session = Session(next(self._ids), sock, self.limits.outbox_size)

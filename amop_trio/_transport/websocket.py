@@ -1,4 +1,12 @@
-"""Frames over WebSocket: one binary message per frame, via trio-websocket.
+"""Frames over WebSocket: one binary message per frame, driven with wsproto.
+
+A generic WebSocket library runs a reader task of its own and hands each
+message over a channel; on a request/reply path that crosses four WebSockets
+per round trip, those hand-offs dominate. Here ``FrameSocket.receive`` feeds
+what it reads to wsproto and returns the next whole binary message itself,
+answering pings and closes on the way; ``send`` writes under a lock. Control
+frames are therefore seen only while someone reads, which every AMOP
+connection does.
 
 Transport errors are translated here, once: everything above sees
 ``ConnectionLostError`` when the peer or the network went away, and
@@ -8,132 +16,212 @@ Transport errors are translated here, once: everything above sees
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 
-#: Seconds a WebSocket opening handshake may take.
+#: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
-#: Seconds to wait for the peer's answer to a close before dropping the connection.
+#: Seconds to spend saying goodbye before dropping the connection.
 CLOSE_TIMEOUT = 0.5
+#: Bytes read from the socket at a time.
+RECEIVE_SIZE = 65536
+#: Largest HTTP upgrade request or answer accepted before the WebSocket starts.
+MAX_UPGRADE_SIZE = 16384
+
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class FrameSocket:
-    """One WebSocket carrying AMOP frames. Safe for one reader and one writer task."""
+    """One WebSocket carrying AMOP frames: one reader task, any number of senders."""
 
     def __init__(
-        self,
-        ws: trio_websocket.WebSocketConnection,
-        *,
-        max_frame_size: int,
-        remote: str | None = None,
+        self, stream: trio.abc.Stream, ws: WSConnection, *, max_frame_size: int, remote: str
     ) -> None:
+        self._stream = stream
         self._ws = ws
+        self._send_lock = trio.Lock()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._pongs: dict[bytes, trio.Event] = {}
+        self._closed = False
         self.max_frame_size = max_frame_size
-        if remote is None:
-            try:
-                endpoint = ws.remote
-            except OSError:
-                endpoint = "unknown peer"
-            if isinstance(endpoint, trio_websocket.Endpoint):
-                remote = f"{endpoint.address}:{endpoint.port}"
-            else:
-                remote = str(endpoint)
         #: ``host:port`` of the peer, fixed at connection time.
         self.remote = remote
 
     async def send(self, frame: bytes) -> None:
-        try:
-            await self._ws.send_message(frame)
-        except trio_websocket.ConnectionClosed as exc:
-            raise ConnectionLostError(f"connection to {self.remote} closed: {exc.reason}") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        """Send one frame as one binary message."""
+        await self._write(Message(data=frame))
 
     async def receive(self) -> bytes:
+        """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, BytesMessage):
+                    self._size += len(event.data)
+                    if self._size > self.max_frame_size:
+                        await self._fail(1009, "frame too large")
+                        raise FrameTooLargeError(
+                            f"peer {self.remote} sent a frame over the maximum of "
+                            f"{self.max_frame_size} bytes"
+                        )
+                    if event.message_finished and not self._parts:
+                        self._size = 0
+                        return bytes(event.data)
+                    self._parts.append(bytes(event.data))
+                    if event.message_finished:
+                        frame = b"".join(self._parts)
+                        self._parts.clear()
+                        self._size = 0
+                        return frame
+                else:
+                    await self._control(event)
+            await self._read_more()
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong."""
+        token = os.urandom(8)
+        answered = self._pongs[token] = trio.Event()
         try:
-            message = await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            if reason is not None and reason.code == 1009:
-                raise FrameTooLargeError(
-                    f"peer {self.remote} sent a frame over the maximum of "
-                    f"{self.max_frame_size} bytes"
-                ) from None
-            raise ConnectionLostError(f"connection to {self.remote} closed: {reason}") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
-        if isinstance(message, str):
+            await self._write(Ping(payload=token))
+            await answered.wait()
+        finally:
+            self._pongs.pop(token, None)
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Say goodbye if the socket still takes it, then close; never raises."""
+        if not self._closed:
+            self._closed = True
+            if reason is not None:
+                reason = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+            with trio.move_on_after(0.2) as scope, contextlib.suppress(Exception):
+                scope.shield = True
+                await self._write(CloseConnection(code=code, reason=reason))
+        await trio.aclose_forcefully(self._stream)
+
+    async def _control(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            with contextlib.suppress(ConnectionLostError):
+                await self._write(event.response())
+        elif isinstance(event, Pong):
+            waiter = self._pongs.get(bytes(event.payload))
+            if waiter is not None:
+                waiter.set()
+        elif isinstance(event, CloseConnection):
+            with contextlib.suppress(ConnectionLostError):
+                await self._write(event.response())
+            self._closed = True
+            raise ConnectionLostError(
+                f"connection to {self.remote} closed by the peer: {event.code} {event.reason or ''}"
+            )
+        elif isinstance(event, TextMessage):
+            await self._fail(1003, "binary frames only")
             raise WireError(
                 f"peer {self.remote} sent a WebSocket text message; AMOP frames are binary"
             )
-        return message
 
-    async def ping(self) -> None:
-        """Wait for the peer's pong; raises ``ConnectionLostError`` if it cannot be sent."""
+    async def _read_more(self) -> None:
         try:
-            await self._ws.ping()
-        except (
-            trio_websocket.ConnectionClosed,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-        ):
-            raise ConnectionLostError(f"connection to {self.remote} lost") from None
-
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """Close politely if the peer answers quickly, abruptly otherwise."""
-        if reason is not None:
-            reason = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
-        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
-            scope.shield = True
-            with contextlib.suppress(Exception):  # closing must never raise
-                await self._ws.aclose(code, reason)
-        # trio-websocket leaves the TCP stream open when the peer closed first.
-        await trio.aclose_forcefully(self._ws._stream)
-
-
-class _EndWatch(trio.abc.Stream):
-    """A stream that calls ``on_end`` when the peer closes or breaks it.
-
-    trio-websocket waits forever for an upgrade answer that a closed
-    connection will never bring; this lets ``connect`` notice at once.
-    """
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.on_end: Callable[[], None] | None = None
-
-    def _ended(self) -> None:
-        if self.on_end is not None:
-            self.on_end()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        try:
-            data = await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._ended()
-            raise
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        except _BROKEN as exc:
+            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
         if not data:
-            self._ended()
-        return bytes(data)
+            raise ConnectionLostError(f"connection to {self.remote} closed")
+        try:
+            self._ws.receive_data(bytes(data))
+        except RemoteProtocolError as exc:
+            raise WireError(f"peer {self.remote} broke the WebSocket protocol: {exc}") from None
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+    async def _write(self, event: Event) -> None:
+        async with self._send_lock:
+            try:
+                data = self._ws.send(event)
+            except LocalProtocolError:
+                raise ConnectionLostError(f"connection to {self.remote} is closing") from None
+            try:
+                await self._stream.send_all(data)
+            except _BROKEN as exc:
+                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
+    async def _fail(self, code: int, reason: str) -> None:
+        with contextlib.suppress(ConnectionLostError):
+            await self._write(CloseConnection(code=code, reason=reason))
+        self._closed = True
 
-    async def send_eof(self) -> None:
-        if isinstance(self.stream, trio.abc.HalfCloseableStream):
-            await self.stream.send_eof()
 
-    async def aclose(self) -> None:
-        await self.stream.aclose()
+async def _pump_handshake(stream: trio.abc.Stream, ws: WSConnection, remote: str) -> Event:
+    """Read until wsproto reports the other side's half of the opening handshake."""
+    received = 0
+    while True:
+        for event in ws.events():
+            return event
+        data = await stream.receive_some(RECEIVE_SIZE)
+        if not data:
+            raise ConnectionLostError(
+                f"{remote} closed the connection during the WebSocket upgrade "
+                "(a TLS port? use wss:// or certificates)"
+            )
+        received += len(data)
+        if received > MAX_UPGRADE_SIZE:
+            raise WireError(f"{remote} sent an upgrade of over {MAX_UPGRADE_SIZE} bytes")
+        try:
+            ws.receive_data(bytes(data))
+        except RemoteProtocolError as exc:
+            raise WireError(f"{remote} sent a malformed WebSocket upgrade: {exc}") from None
+
+
+async def client_handshake(
+    stream: trio.abc.Stream, host: str, path: str, *, max_frame_size: int, remote: str
+) -> FrameSocket:
+    """Upgrade ``stream`` to a WebSocket as a client; ``ConnectError`` if refused."""
+    ws = WSConnection(ConnectionType.CLIENT)
+    try:
+        await stream.send_all(ws.send(Request(host=host, target=path)))
+        event = await _pump_handshake(stream, ws, remote)
+    except (ConnectionLostError, WireError) as exc:
+        raise ConnectError(f"cannot connect to {remote}: {exc}") from None
+    except _BROKEN as exc:
+        raise ConnectError(f"cannot connect to {remote}: {exc}") from None
+    if isinstance(event, RejectConnection | RejectData):
+        status = getattr(event, "status_code", "?")
+        raise ConnectError(f"{remote} refused the WebSocket upgrade (HTTP {status})")
+    if not isinstance(event, AcceptConnection):
+        raise ConnectError(f"{remote} answered the upgrade with {type(event).__name__}")
+    return FrameSocket(stream, ws, max_frame_size=max_frame_size, remote=remote)
+
+
+async def server_handshake(
+    stream: trio.abc.Stream, *, max_frame_size: int, remote: str
+) -> FrameSocket:
+    """Accept a WebSocket upgrade on ``stream`` as a server."""
+    ws = WSConnection(ConnectionType.SERVER)
+    event = await _pump_handshake(stream, ws, remote)
+    if not isinstance(event, Request):
+        raise WireError(f"{remote} did not start with a WebSocket upgrade request")
+    try:
+        await stream.send_all(ws.send(AcceptConnection()))
+    except _BROKEN as exc:
+        raise ConnectionLostError(f"connection to {remote} broken: {exc}") from None
+    return FrameSocket(stream, ws, max_frame_size=max_frame_size, remote=remote)
 
 
 def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
@@ -156,18 +244,18 @@ def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
 
 
 async def connect(
-    nursery: trio.Nursery,
     url: str,
     *,
     ssl_context: ssl.SSLContext | None,
     max_frame_size: int,
     connect_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> FrameSocket:
-    """Open a WebSocket whose background task lives in ``nursery``."""
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``); ``ConnectError`` says why not."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80)
     if parts.scheme == "wss" and ssl_context is None:
         ssl_context = ssl.create_default_context()
+    remote = f"{host}:{port}"
     try:
         with trio.fail_after(connect_timeout):
             stream: trio.abc.Stream
@@ -178,24 +266,13 @@ async def connect(
             try:
                 if isinstance(stream, trio.SSLStream):
                     await stream.do_handshake()
-                watched = _EndWatch(stream)
-                with trio.CancelScope() as upgrade:
-                    watched.on_end = upgrade.cancel
-                    ws = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        watched,  # type: ignore[arg-type]  # any trio Stream works
-                        parts.netloc,
-                        parts.path or "/",
-                        max_message_size=max_frame_size,
-                        message_queue_size=1,
-                        receive_buffer_size=65536,
-                    )
-                watched.on_end = None
-                if upgrade.cancelled_caught:
-                    raise ConnectError(
-                        f"cannot connect to {url}: the node closed the connection during the "
-                        "WebSocket upgrade (a TLS port? use wss:// or certificates)"
-                    )
+                return await client_handshake(
+                    stream,
+                    parts.netloc,
+                    parts.path or "/",
+                    max_frame_size=max_frame_size,
+                    remote=remote,
+                )
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -205,10 +282,5 @@ async def connect(
         ) from None
     except OSError as exc:
         raise ConnectError(f"cannot connect to {url}: {exc.strerror or exc}") from None
-    except trio_websocket.HandshakeError as exc:
-        raise ConnectError(
-            f"cannot connect to {url}: WebSocket handshake failed ({exc!r})"
-        ) from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
         raise ConnectError(f"cannot connect to {url}: {exc}") from None
-    return FrameSocket(ws, max_frame_size=max_frame_size, remote=f"{host}:{port}")
