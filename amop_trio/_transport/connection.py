@@ -9,6 +9,7 @@ ends first ends all three, and ``run`` returns the reason.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -18,6 +19,8 @@ from .._errors import ConnectionLostError, WireError
 
 #: WebSocket close code for a peer that broke the protocol.
 CLOSE_PROTOCOL_ERROR = 1002
+#: Bytes an outbox may hold (besides the one frame it always takes).
+DEFAULT_OUTBOX_BYTES = 4 * 1024 * 1024
 
 
 class FrameTransport(Protocol):
@@ -35,33 +38,78 @@ class FrameTransport(Protocol):
 
 
 class FrameConnection:
-    """A frame socket with a bounded outbox, so senders wait instead of piling up."""
+    """A frame socket with an outbox bounded in frames and in bytes.
 
-    def __init__(self, sock: FrameTransport, *, name: str, outbox_size: int) -> None:
+    Senders wait (``send``) or are told no (``send_nowait``) when the outbox
+    is full, so a peer that reads slowly never makes the other end's memory
+    grow. An empty outbox always takes one frame, however large. When nothing
+    is queued and nothing is being written, ``send`` writes at once itself,
+    saving the hand-off to the writer task on the common, uncontended path.
+    """
+
+    def __init__(
+        self,
+        sock: FrameTransport,
+        *,
+        name: str,
+        outbox_size: int,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+    ) -> None:
         self.sock = sock
         self.name = name
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](outbox_size)
         self.closed = False
         self.reason = ""
         self._close_code = 1000
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._max_frames = outbox_size
+        self._max_bytes = outbox_bytes
+        self._writing = False
+        self._has_data = trio.Event()
+        self._has_room = trio.Event()
+
+    def _fits(self, size: int) -> bool:
+        return not self._queue or (
+            len(self._queue) < self._max_frames and self._queued_bytes + size <= self._max_bytes
+        )
+
+    def _push(self, data: bytes) -> None:
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._has_data.set()
 
     async def send(self, data: bytes) -> None:
-        """Queue one encoded frame; waits while the outbox is full."""
+        """Send one encoded frame, or queue it; waits while the outbox is full."""
+        while not self.closed and not self._fits(len(data)):
+            room = self._has_room
+            await room.wait()
+        if self.closed:
+            raise ConnectionLostError(f"connection to {self.name} lost: {self.reason}")
+        if self._queue or self._writing:
+            self._push(data)
+            await trio.lowlevel.checkpoint()
+            return
+        self._writing = True
         try:
-            await self._outbox_send.send(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise ConnectionLostError(f"connection to {self.name} lost: {self.reason}") from None
+            await self.sock.send(data)
+        except ConnectionLostError as exc:
+            self.close(str(exc))
+            raise
+        finally:
+            self._writing = False
+            if self._queue:
+                self._has_data.set()
 
     def send_nowait(self, data: bytes) -> bool:
         """Queue a frame if there is room; False when it could not be queued."""
-        try:
-            self._outbox_send.send_nowait(data)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        if self.closed or not self._fits(len(data)):
             return False
+        self._push(data)
         return True
 
     def outbox_used(self) -> int:
-        return self._outbox_send.statistics().current_buffer_used
+        """Frames waiting in the outbox."""
+        return len(self._queue)
 
     def close(self, reason: str, *, code: int = 1000) -> None:
         """Mark the connection dead; ``run`` then ends and closes the socket."""
@@ -70,7 +118,8 @@ class FrameConnection:
         self.closed = True
         self.reason = reason
         self._close_code = code
-        self._outbox_send.close()
+        self._has_data.set()
+        self._has_room.set()
         self.on_close(reason)
 
     def on_close(self, reason: str) -> None:
@@ -104,9 +153,24 @@ class FrameConnection:
         return self.reason
 
     async def _writer(self, scope: trio.CancelScope) -> None:
+        """Drain the outbox onto the socket, in order; after a close, what was queued."""
         try:
-            async for data in self._outbox_recv:
-                await self.sock.send(data)
+            while True:
+                while not self._queue or self._writing:
+                    if self.closed and not self._queue:
+                        scope.cancel()
+                        return
+                    self._has_data = trio.Event()
+                    await self._has_data.wait()
+                data = self._queue.popleft()
+                self._queued_bytes -= len(data)
+                self._has_room.set()
+                self._has_room = trio.Event()
+                self._writing = True
+                try:
+                    await self.sock.send(data)
+                finally:
+                    self._writing = False
         except ConnectionLostError as exc:
             self.close(str(exc))
         scope.cancel()
