@@ -13,6 +13,8 @@ SIGTERM. Node ids are the hex public keys of the node certificates.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
 import signal
@@ -207,7 +209,11 @@ async def run_network(
                         str(path),
                     ]
                     process = await trio.lowlevel.open_process(
-                        command, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+                        command,
+                        stdout=log,
+                        stderr=log,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                        preexec_fn=_die_with_parent,
                     )
                     processes.append(process)
                 for config, process in zip(configs, processes, strict=True):
@@ -252,6 +258,13 @@ async def run_network(
                 await stop_processes(processes)
                 for log in logs:
                     log.close()
+
+
+def _die_with_parent() -> None:
+    """On Linux, a node gets SIGTERM when ``amop chain`` dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 async def stop_processes(processes: list[trio.Process], grace: float = 2.0) -> None:

@@ -310,3 +310,5 @@ async def test_examples_work_unchanged_against_a_tls_chain(tmp_path: Path) -> No
             plain = await run([*AMOP, "status", f"ws://127.0.0.1:{sdk}"], 10, tmp_path)
             assert plain.returncode == 1
             assert "amop status: error: cannot connect" in lines(plain.stderr)[0]
+            chain.process.send_signal(signal.SIGINT)
+            assert await chain.wait_exit(10) == 0, (chain.out, chain.err)
