@@ -27,7 +27,6 @@ from pathlib import Path
 import trio
 
 from ._errors import AmopError
-from ._security.certs import create_chain_ca, create_node_cert, create_sdk_cert, node_id_from_cert
 
 TOPOLOGIES = ("mesh", "line", "ring", "star")
 
@@ -94,6 +93,13 @@ def create_network_certs(directory: Path, count: int, *, curve: str = "secp256k1
     An existing chain CA in ``directory/ca`` is kept, so clients holding its
     SDK certificate keep working when the network is created again.
     """
+    from ._security.certs import (
+        create_chain_ca,
+        create_node_cert,
+        create_sdk_cert,
+        node_id_from_cert,
+    )
+
     ca_dir = directory / "ca"
     if not (ca_dir / "ca.crt").is_file():
         create_chain_ca(ca_dir, curve=curve)

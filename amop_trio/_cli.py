@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -19,7 +20,6 @@ from ._chain import TOPOLOGIES, create_network_certs, load_config, plan_network,
 from ._client import MessageKind, Subscription, open_amop
 from ._errors import AmopError
 from ._node.server import NodeLimits, open_node, parse_listen
-from ._security.keys import generate_private_key, public_key_pem, save_private_key_pem
 from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
 
 CURVE_CHOICES = ("secp256k1", "prime256v1")
@@ -224,6 +224,10 @@ async def run_node(args: argparse.Namespace) -> None:
             request_timeout=args.request_timeout,
             limits=limits,
         ) as node:
+            # A node holds many long-lived objects per connection: collect less often,
+            # and never look again at what start-up created.
+            gc.freeze()
+            gc.set_threshold(10_000, 20, 50)
             p2p = f", p2p {node.p2p_endpoint}" if node.p2p_endpoint else ""
             print(
                 f"amop node {node.node_id[:16]}… listening on {node.url}{p2p} (Ctrl-C to stop)",
@@ -264,6 +268,8 @@ async def run_certs(args: argparse.Namespace) -> None:
 
 
 async def run_keys(args: argparse.Namespace) -> None:
+    from ._security.keys import generate_private_key, public_key_pem, save_private_key_pem
+
     private_path = args.name.with_name(args.name.name + ".pem")
     public_path = args.name.with_name(args.name.name + ".pub.pem")
     if private_path.exists():

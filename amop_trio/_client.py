@@ -33,10 +33,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import trio
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._errors import (
     AmopError,
@@ -50,13 +49,6 @@ from ._errors import (
 )
 from ._link import Answer, Delivery, Link, open_channel_link, open_ws_link
 from ._log import log_event
-from ._security.keys import (
-    load_private_key_pem,
-    load_public_key_pem,
-    sign_recoverable,
-    verify_signature,
-)
-from ._security.tls import client_context_from_dir
 from ._transport import stream, websocket
 from ._util import as_bytes, backoff_delay, unwrapped_errors
 from ._wire.channel import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
@@ -79,10 +71,16 @@ _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
 
 Data = bytes | bytearray | memoryview | str
-#: A secp256k1 private key, or the PEM file or bytes holding it.
-KeySource = ec.EllipticCurvePrivateKey | str | os.PathLike[str] | bytes
-#: A secp256k1 public key, or the PEM file or bytes holding it.
-PublicKeySource = ec.EllipticCurvePublicKey | str | os.PathLike[str] | bytes
+_Path = str | os.PathLike[str]
+#: A certificate directory in the FISCO layout, or (CA, certificate, key) paths.
+CertSource = _Path | tuple[_Path, _Path, _Path]
+if TYPE_CHECKING:  # cryptography loads only when TLS or private topics are used
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    #: A secp256k1 private key, or the PEM file or bytes holding it.
+    KeySource = ec.EllipticCurvePrivateKey | str | os.PathLike[str] | bytes
+    #: A secp256k1 public key, or the PEM file or bytes holding it.
+    PublicKeySource = ec.EllipticCurvePublicKey | str | os.PathLike[str] | bytes
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
 
@@ -389,11 +387,9 @@ class AmopClient:
         if private_key is None:
             self._check_topic(topic)
             return Subscription(self, topic, size)
-        key = (
-            private_key
-            if isinstance(private_key, ec.EllipticCurvePrivateKey)
-            else (load_private_key_pem(private_key))
-        )
+        from ._security.keys import as_private_key
+
+        key = as_private_key(private_key)
         # The challenge topic is the longest topic a private subscription uses.
         self._check_topic(f"{VERIFY_PREFIX}{private_topic(topic)}_{'0' * 32}", topic)
         return Subscription(self, private_topic(topic), size, private_key=key)
@@ -408,10 +404,9 @@ class AmopClient:
         messages. Send them with ``publish(topic, data, private=True)`` or
         ``broadcast(..., private=True)``.
         """
-        keys = [
-            k if isinstance(k, ec.EllipticCurvePublicKey) else load_public_key_pem(k)
-            for k in public_keys
-        ]
+        from ._security.keys import as_public_key
+
+        keys = [as_public_key(k) for k in public_keys]
         wire = private_topic(topic)
         self._check_topic(PUSH_PREFIX + wire, topic)
         if wire in self._private_topics:
@@ -434,6 +429,8 @@ class AmopClient:
         except AmopError as exc:
             log_event(logger, logging.INFO, "challenge_failed", topic=request.topic, error=exc)
             return
+        from ._security.keys import verify_signature
+
         verified = any(verify_signature(key, challenge, signature) for key in keys)
         result = ChannelVerifyResult(
             0 if verified else 1, request.node_id, request.topic, request.topic_for_cert
@@ -727,6 +724,8 @@ class AmopClient:
 
 async def _answer_challenges(challenges: Subscription, key: ec.EllipticCurvePrivateKey) -> None:
     """Sign every challenge a publisher sends to this subscriber's challenge topic."""
+    from ._security.keys import sign_recoverable
+
     async for message in challenges:
         if message.kind is MessageKind.UNICAST:
             with contextlib.suppress(AmopError):
@@ -771,7 +770,7 @@ async def open_amop(
     endpoints: str | Sequence[str],
     *,
     ssl_context: ssl.SSLContext | None = None,
-    certs: str | os.PathLike[str] | None = None,
+    certs: CertSource | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     connect_timeout: float = 10.0,
     ping_interval: float = 5.0,
@@ -787,7 +786,8 @@ async def open_amop(
     (FISCO BCOS 3.x protocol), or ``channel://host:port`` (the 2.x channel
     protocol, for 2.x nodes), or a list of them tried in turn. For TLS, pass
     ``certs``, a directory in the FISCO layout (``ca.crt``, ``sdk.crt``,
-    ``sdk.key``), or an ``ssl_context``; ``channel://`` then runs over TLS.
+    ``sdk.key``) or a (CA, certificate, key) tuple of paths, or an
+    ``ssl_context``; ``channel://`` then runs over TLS.
     With neither, ``host:port`` and ``channel://`` endpoints use the SDK
     certificates found in ``$AMOP_SDK_CERTS``, ``./nodes/sdk`` (written by
     ``amop chain``) or ``./conf`` (the FISCO SDK default), and fall back to
@@ -799,13 +799,23 @@ async def open_amop(
     """
     if isinstance(endpoints, str):
         endpoints = [endpoints]
+    cert_dir = certs
     implicit_tls = False
-    if certs is not None:
-        ssl_context = client_context_from_dir(certs)
-    elif ssl_context is None and not any(e.startswith(_WS_SCHEMES) for e in endpoints):
-        found = find_sdk_certs()
-        if found is not None:
-            ssl_context, implicit_tls = client_context_from_dir(found), True
+    if (
+        certs is None
+        and ssl_context is None
+        and not any(e.startswith(_WS_SCHEMES) for e in endpoints)
+    ):
+        cert_dir = find_sdk_certs()
+        implicit_tls = cert_dir is not None
+    if isinstance(cert_dir, tuple):
+        from ._security.tls import client_context
+
+        ssl_context = client_context(*cert_dir)
+    elif cert_dir is not None:
+        from ._security.tls import client_context_from_dir
+
+        ssl_context = client_context_from_dir(cert_dir)
     if not (math.isfinite(ping_interval) and ping_interval > 0):
         raise ValueError(f"ping_interval must be a positive number of seconds, not {ping_interval}")
     client = AmopClient(

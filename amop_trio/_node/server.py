@@ -34,8 +34,6 @@ import trio
 
 from .._errors import ConnectionLostError, WireError
 from .._log import log_event
-from .._security.certs import node_id_from_cert
-from .._security.tls import client_context_from_dir, server_context
 from .._transport.sniff import Protocol, sniff
 from .._transport.stream import StreamSocket
 from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket, server_handshake
@@ -352,6 +350,9 @@ async def open_node(
     host, port = parse_listen(listen)
     server_tls = client_tls = None
     if certs is not None:
+        from .._security.certs import node_id_from_cert
+        from .._security.tls import client_context_from_dir, server_context
+
         server_tls = server_context(certs)
         client_tls = client_context_from_dir(certs)
         node_id = node_id or node_id_from_cert(Path(certs) / "node.crt")

@@ -253,6 +253,22 @@ def load_public_key_pem(source: StrPath | bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def as_private_key(
+    source: ec.EllipticCurvePrivateKey | StrPath | bytes,
+) -> ec.EllipticCurvePrivateKey:
+    """A private key as given, or loaded from its PEM file or bytes."""
+    if isinstance(source, ec.EllipticCurvePrivateKey):
+        return source
+    return load_private_key_pem(source)
+
+
+def as_public_key(source: ec.EllipticCurvePublicKey | StrPath | bytes) -> ec.EllipticCurvePublicKey:
+    """A public key as given, or loaded from its PEM file or bytes."""
+    if isinstance(source, ec.EllipticCurvePublicKey):
+        return source
+    return load_public_key_pem(source)
+
+
 def _public(
     key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey,
 ) -> ec.EllipticCurvePublicKey:
