@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import trio
@@ -61,9 +61,13 @@ class StreamSocket:
         self.remote = remote
 
     async def send(self, frame: bytes) -> None:
+        await self.send_many((frame,))
+
+    async def send_many(self, frames: Sequence[bytes]) -> None:
+        """Send frames back to back in one write."""
         try:
             async with self._send_lock:
-                await self._stream.send_all(frame)
+                await self._stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import trio
@@ -71,6 +72,18 @@ class FrameSocket:
     async def send(self, frame: bytes) -> None:
         """Send one frame as one binary message."""
         await self._write(Message(data=frame))
+
+    async def send_many(self, frames: Sequence[bytes]) -> None:
+        """Send frames as consecutive binary messages, in one write."""
+        async with self._send_lock:
+            try:
+                data = b"".join([self._ws.send(Message(data=frame)) for frame in frames])
+            except LocalProtocolError:
+                raise ConnectionLostError(f"connection to {self.remote} is closing") from None
+            try:
+                await self._stream.send_all(data)
+            except _BROKEN as exc:
+                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
