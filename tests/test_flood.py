@@ -28,9 +28,9 @@ from typing import BinaryIO
 
 import pytest
 import trio
-import trio_websocket
 
 from amop_trio import AmopClient, Subscription, open_amop
+from amop_trio._wire import websocket as wsc
 
 MIB = 1024 * 1024
 #: The issue asks for 100,000 multicasts.
@@ -141,26 +141,32 @@ def _frame(ptype: int, payload: bytes) -> bytes:
 async def never_reading_subscriber(
     nursery: trio.Nursery, endpoint: str, topic: str
 ) -> AsyncIterator[None]:
-    """Handshakes, subscribes to ``topic``, then never reads again.
-
-    trio-websocket buffers one message and then stops reading the socket, so the
-    node's writes to this connection stall and its outbox for it fills up.
-    """
-    ws = await trio_websocket.connect_websocket_url(
-        nursery, f"ws://{endpoint}/", message_queue_size=1, max_message_size=1 << 26
-    )
+    """Upgrades a raw TCP connection, subscribes to ``topic``, then never reads again,
+    so the node's writes to it stall and its outbox for it fills up."""
+    host, port = endpoint.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
     try:
+        request, key = wsc.client_request(endpoint, "/")
+        await stream.send_all(request)
+        buffer = b""
+        while (found := wsc.split_head(buffer, "answer")) is None:
+            buffer += await stream.receive_some(4096)
+        head, rest = found
+        wsc.check_answer(head, key)
+        decoder = wsc.FrameDecoder(masked=False, max_message=1 << 26)
+        decoder.feed(rest)
+
+        async def exchange(ptype: int, payload: bytes) -> None:
+            await stream.send_all(wsc.encode_frame(wsc.BINARY, _frame(ptype, payload), mask=True))
+            while decoder.next_event() is None:
+                decoder.feed(await stream.receive_some(4096))
+
         hello = {"minVersion": 0, "maxVersion": 2, "moduleID": 2, "amopAcks": True}
-        await ws.send_message(_frame(0x100, json.dumps(hello).encode()))
-        await ws.get_message()
-        await ws.send_message(_frame(0x110, json.dumps({"topics": [topic]}).encode()))
-        await ws.get_message()  # the subscription's acknowledgement
+        await exchange(0x100, json.dumps(hello).encode())
+        await exchange(0x110, json.dumps({"topics": [topic]}).encode())  # acknowledged
         yield
     finally:
-        with trio.move_on_after(1) as scope:
-            scope.shield = True
-            await ws.aclose()
-        await trio.aclose_forcefully(ws._stream)
+        await trio.aclose_forcefully(stream)
 
 
 async def wait_topics(client: AmopClient, expected: dict[str, int]) -> None:

@@ -1,10 +1,10 @@
-"""Frames over WebSocket: one binary message per frame, driven with wsproto.
+"""Frames over WebSocket: one binary message per frame, on the codec of ``_wire.websocket``.
 
 A generic WebSocket library runs a reader task of its own and hands each
 message over a channel; on a request/reply path that crosses four WebSockets
 per round trip, those hand-offs dominate. Here ``FrameSocket.receive`` feeds
-what it reads to wsproto and returns the next whole binary message itself,
-answering pings and closes on the way; ``send`` writes under a lock. Control
+what it reads to the sans-I/O codec and returns the next whole binary message
+itself, answering pings and closes on the way; ``send`` writes under a lock. Control
 frames are therefore seen only while someone reads, which every AMOP
 connection does.
 
@@ -22,23 +22,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Message,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
+from .._wire import websocket as ws
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -46,8 +32,6 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 0.5
 #: Bytes read from the socket at a time.
 RECEIVE_SIZE = 65536
-#: Largest HTTP upgrade request or answer accepted before the WebSocket starts.
-MAX_UPGRADE_SIZE = 16384
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -56,13 +40,19 @@ class FrameSocket:
     """One WebSocket carrying AMOP frames: one reader task, any number of senders."""
 
     def __init__(
-        self, stream: trio.abc.Stream, ws: WSConnection, *, max_frame_size: int, remote: str
+        self,
+        stream: trio.abc.Stream,
+        *,
+        client: bool,
+        max_frame_size: int,
+        remote: str,
+        received: bytes = b"",
     ) -> None:
         self._stream = stream
-        self._ws = ws
+        self._mask = client
+        self._decoder = ws.FrameDecoder(masked=not client, max_message=max_frame_size)
+        self._decoder.feed(received)
         self._send_lock = trio.Lock()
-        self._parts: list[bytes] = []
-        self._size = 0
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed = False
         self.max_frame_size = max_frame_size
@@ -71,51 +61,37 @@ class FrameSocket:
 
     async def send(self, frame: bytes) -> None:
         """Send one frame as one binary message."""
-        await self._write(Message(data=frame))
+        await self._write(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
 
     async def send_many(self, frames: Sequence[bytes]) -> None:
         """Send frames as consecutive binary messages, in one write."""
-        async with self._send_lock:
-            try:
-                data = b"".join([self._ws.send(Message(data=frame)) for frame in frames])
-            except LocalProtocolError:
-                raise ConnectionLostError(f"connection to {self.remote} is closing") from None
-            try:
-                await self._stream.send_all(data)
-            except _BROKEN as exc:
-                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        mask = self._mask
+        await self._write(b"".join([ws.encode_frame(ws.BINARY, f, mask=mask) for f in frames]))
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
+        decoder = self._decoder
         while True:
-            for event in self._ws.events():
-                if isinstance(event, BytesMessage):
-                    self._size += len(event.data)
-                    if self._size > self.max_frame_size:
-                        await self._fail(1009, "frame too large")
-                        raise FrameTooLargeError(
-                            f"peer {self.remote} sent a frame over the maximum of "
-                            f"{self.max_frame_size} bytes"
-                        )
-                    if event.message_finished and not self._parts:
-                        self._size = 0
-                        return bytes(event.data)
-                    self._parts.append(bytes(event.data))
-                    if event.message_finished:
-                        frame = b"".join(self._parts)
-                        self._parts.clear()
-                        self._size = 0
-                        return frame
-                else:
-                    await self._control(event)
-            await self._read_more()
+            try:
+                event = decoder.next_event()
+            except WireError as exc:
+                await self._goodbye(1009 if isinstance(exc, FrameTooLargeError) else 1002, "")
+                if isinstance(exc, FrameTooLargeError):
+                    raise FrameTooLargeError(f"peer {self.remote}: {exc}") from None
+                raise WireError(f"peer {self.remote} broke the WebSocket protocol: {exc}") from None
+            if event is None:
+                await self._read_more()
+            elif event.opcode == ws.BINARY:
+                return event.payload
+            else:
+                await self._control(event)
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong."""
         token = os.urandom(8)
         answered = self._pongs[token] = trio.Event()
         try:
-            await self._write(Ping(payload=token))
+            await self._write(ws.encode_frame(ws.PING, token, mask=self._mask))
             await answered.wait()
         finally:
             self._pongs.pop(token, None)
@@ -123,31 +99,27 @@ class FrameSocket:
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Say goodbye if the socket still takes it, then close; never raises."""
         if not self._closed:
-            self._closed = True
-            if reason is not None:
-                reason = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
-            with trio.move_on_after(0.2) as scope, contextlib.suppress(Exception):
+            with trio.move_on_after(0.2) as scope:
                 scope.shield = True
-                await self._write(CloseConnection(code=code, reason=reason))
+                await self._goodbye(code, reason or "")
         await trio.aclose_forcefully(self._stream)
 
-    async def _control(self, event: Event) -> None:
-        if isinstance(event, Ping):
+    async def _control(self, event: ws.WsEvent) -> None:
+        if event.opcode == ws.PING:
             with contextlib.suppress(ConnectionLostError):
-                await self._write(event.response())
-        elif isinstance(event, Pong):
-            waiter = self._pongs.get(bytes(event.payload))
+                await self._write(ws.encode_frame(ws.PONG, event.payload, mask=self._mask))
+        elif event.opcode == ws.PONG:
+            waiter = self._pongs.get(event.payload)
             if waiter is not None:
                 waiter.set()
-        elif isinstance(event, CloseConnection):
-            with contextlib.suppress(ConnectionLostError):
-                await self._write(event.response())
-            self._closed = True
+        elif event.opcode == ws.CLOSE:
+            code, reason = ws.close_code(event.payload)
+            await self._goodbye(code if code != 1005 else 1000, "")
             raise ConnectionLostError(
-                f"connection to {self.remote} closed by the peer: {event.code} {event.reason or ''}"
+                f"connection to {self.remote} closed by the peer: {code} {reason}".rstrip()
             )
-        elif isinstance(event, TextMessage):
-            await self._fail(1003, "binary frames only")
+        else:  # TEXT
+            await self._goodbye(1003, "binary frames only")
             raise WireError(
                 f"peer {self.remote} sent a WebSocket text message; AMOP frames are binary"
             )
@@ -159,82 +131,78 @@ class FrameSocket:
             raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
         if not data:
             raise ConnectionLostError(f"connection to {self.remote} closed")
-        try:
-            self._ws.receive_data(bytes(data))
-        except RemoteProtocolError as exc:
-            raise WireError(f"peer {self.remote} broke the WebSocket protocol: {exc}") from None
+        self._decoder.feed(data)
 
-    async def _write(self, event: Event) -> None:
+    async def _write(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionLostError(f"connection to {self.remote} is closing")
         async with self._send_lock:
-            try:
-                data = self._ws.send(event)
-            except LocalProtocolError:
-                raise ConnectionLostError(f"connection to {self.remote} is closing") from None
             try:
                 await self._stream.send_all(data)
             except _BROKEN as exc:
                 raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
 
-    async def _fail(self, code: int, reason: str) -> None:
+    async def _goodbye(self, code: int, reason: str) -> None:
+        """Send a close frame once; the connection takes nothing after it."""
+        if self._closed:
+            return
         with contextlib.suppress(ConnectionLostError):
-            await self._write(CloseConnection(code=code, reason=reason))
+            await self._write(ws.encode_close(code, reason, mask=self._mask))
         self._closed = True
 
 
-async def _pump_handshake(stream: trio.abc.Stream, ws: WSConnection, remote: str) -> Event:
-    """Read until wsproto reports the other side's half of the opening handshake."""
-    received = 0
+async def _read_head(stream: trio.abc.Stream, what: str, remote: str) -> tuple[bytes, bytes]:
+    """Read an HTTP head; (head, whatever came after it)."""
+    buffer = b""
     while True:
-        for event in ws.events():
-            return event
+        found = ws.split_head(buffer, what)
+        if found is not None:
+            return found
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             raise ConnectionLostError(
                 f"{remote} closed the connection during the WebSocket upgrade "
                 "(a TLS port? use wss:// or certificates)"
             )
-        received += len(data)
-        if received > MAX_UPGRADE_SIZE:
-            raise WireError(f"{remote} sent an upgrade of over {MAX_UPGRADE_SIZE} bytes")
-        try:
-            ws.receive_data(bytes(data))
-        except RemoteProtocolError as exc:
-            raise WireError(f"{remote} sent a malformed WebSocket upgrade: {exc}") from None
+        buffer += data
 
 
 async def client_handshake(
     stream: trio.abc.Stream, host: str, path: str, *, max_frame_size: int, remote: str
 ) -> FrameSocket:
     """Upgrade ``stream`` to a WebSocket as a client; ``ConnectError`` if refused."""
-    ws = WSConnection(ConnectionType.CLIENT)
+    request, key = ws.client_request(host, path)
     try:
-        await stream.send_all(ws.send(Request(host=host, target=path)))
-        event = await _pump_handshake(stream, ws, remote)
+        await stream.send_all(request)
+        head, rest = await _read_head(stream, "upgrade answer", remote)
+        ws.check_answer(head, key)
     except (ConnectionLostError, WireError) as exc:
         raise ConnectError(f"cannot connect to {remote}: {exc}") from None
     except _BROKEN as exc:
         raise ConnectError(f"cannot connect to {remote}: {exc}") from None
-    if isinstance(event, RejectConnection | RejectData):
-        status = getattr(event, "status_code", "?")
-        raise ConnectError(f"{remote} refused the WebSocket upgrade (HTTP {status})")
-    if not isinstance(event, AcceptConnection):
-        raise ConnectError(f"{remote} answered the upgrade with {type(event).__name__}")
-    return FrameSocket(stream, ws, max_frame_size=max_frame_size, remote=remote)
+    return FrameSocket(
+        stream, client=True, max_frame_size=max_frame_size, remote=remote, received=rest
+    )
 
 
 async def server_handshake(
     stream: trio.abc.Stream, *, max_frame_size: int, remote: str
 ) -> FrameSocket:
     """Accept a WebSocket upgrade on ``stream`` as a server."""
-    ws = WSConnection(ConnectionType.SERVER)
-    event = await _pump_handshake(stream, ws, remote)
-    if not isinstance(event, Request):
-        raise WireError(f"{remote} did not start with a WebSocket upgrade request")
+    head, rest = await _read_head(stream, "upgrade request", remote)
     try:
-        await stream.send_all(ws.send(AcceptConnection()))
+        answer = ws.answer_request(head)
+    except WireError:
+        with contextlib.suppress(*_BROKEN):
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        raise
+    try:
+        await stream.send_all(answer)
     except _BROKEN as exc:
         raise ConnectionLostError(f"connection to {remote} broken: {exc}") from None
-    return FrameSocket(stream, ws, max_frame_size=max_frame_size, remote=remote)
+    return FrameSocket(
+        stream, client=False, max_frame_size=max_frame_size, remote=remote, received=rest
+    )
 
 
 def endpoint_url(endpoint: str, *, tls: bool = False) -> str:
