@@ -449,17 +449,21 @@ class AmopClient:
         or ``RejectedError`` (with the node's status code). ``private`` sends on
         the private topic ``topic`` (see ``declare_private_topic``).
         """
-        if private:
-            topic = private_topic(topic)
-        timeout = self._timeout if timeout is None else timeout
-        data = as_bytes(data)
+        topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         with trio.move_on_after(timeout) as scope:
             link = await self._wait_link()
-            answer = await link.publish(topic, data)
+            answer = await link.publish(topic, payload)
         if scope.cancelled_caught:
             raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s")
         _check_status(answer, topic)
         return answer.payload
+
+    def _outgoing(
+        self, topic: str, data: Data, timeout: float | None, private: bool
+    ) -> tuple[str, bytes, float]:
+        """The wire topic, the bytes and the timeout of a message to send."""
+        topic = private_topic(topic) if private else topic
+        return topic, as_bytes(data), self._timeout if timeout is None else timeout
 
     async def broadcast(
         self, topic: str, data: Data, *, timeout: float | None = None, private: bool = False
@@ -469,13 +473,10 @@ class AmopClient:
         Returns once the node accepted it (amop_trio nodes acknowledge each
         multicast; with a real FISCO node, once it was written to the socket).
         """
-        if private:
-            topic = private_topic(topic)
-        timeout = self._timeout if timeout is None else timeout
-        data = as_bytes(data)
+        topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         with trio.move_on_after(timeout) as scope:
             link = await self._wait_link()
-            answer = await link.broadcast(topic, data)
+            answer = await link.broadcast(topic, payload)
             if answer is not None:
                 _check_status(answer, topic)
         if scope.cancelled_caught:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
@@ -315,6 +316,36 @@ async def _first_answer(sock: FrameTransport, link: Link, seq: bytes, timeout: f
                 return event
 
 
+_Info = TypeVar("_Info")
+
+
+async def _handshake(
+    link: Link,
+    url: str,
+    seq: bytes,
+    request: bytes,
+    accept: Callable[[Answer], _Info],
+    timeout: float,
+) -> _Info:
+    """Send the handshake, read its answer, and let ``accept`` judge it.
+
+    On any failure the socket is closed and the error said as a ``ConnectError``.
+    """
+    sock = link.sock
+    try:
+        await sock.send(request)
+        try:
+            return accept(await _first_answer(sock, link, seq, timeout))
+        except WireError as exc:
+            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
+    except BaseException as exc:
+        await sock.aclose()
+        error = _handshake_error(exc, url, timeout)
+        if error is exc:
+            raise
+        raise error from None
+
+
 async def open_ws_link(
     url: str,
     *,
@@ -333,21 +364,13 @@ async def open_ws_link(
     link = WsLink(sock, url, outbox_size, max_frame_size)
     seq = new_seq()
     request = Frame(PacketType.HANDSHAKE, seq, HandshakeRequest(amop_acks=True).encode())
-    try:
-        await sock.send(encode_frame(request))
-        answer = await _first_answer(sock, link, seq, connect_timeout)
+
+    def accept(answer: Answer) -> HandshakeResponse:
         if answer.status != 0:
             raise ConnectError(f"node at {url} refused the handshake with status {answer.status}")
-        try:
-            info = HandshakeResponse.decode(answer.payload)
-        except WireError as exc:
-            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
-    except BaseException as exc:
-        await sock.aclose()
-        error = _handshake_error(exc, url, connect_timeout)
-        if error is exc:
-            raise
-        raise error from None
+        return HandshakeResponse.decode(answer.payload)
+
+    info = await _handshake(link, url, seq, encode_frame(request), accept, connect_timeout)
     link.acks = link.acks_multicast = info.amop_acks
     log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
     return link
@@ -368,22 +391,14 @@ async def open_channel_link(
     link = ChannelLink(sock, url, outbox_size, max_frame_size)
     seq = new_channel_seq()
     request = ChannelFrame(ChannelType.HANDSHAKE, seq, data=ChannelHandshakeRequest().encode())
-    try:
-        await sock.send(encode_channel_frame(request))
-        answer = await _first_answer(sock, link, seq, connect_timeout)
+
+    def accept(answer: Answer) -> ChannelHandshakeResponse:
         if answer.status != 0:
             detail = answer.payload[:200].decode("utf-8", "replace")
             raise ConnectError(f"node at {url} refused the channel handshake: {detail}")
-        try:
-            info = ChannelHandshakeResponse.decode(answer.payload)
-        except WireError as exc:
-            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
-    except BaseException as exc:
-        await sock.aclose()
-        error = _handshake_error(exc, url, connect_timeout)
-        if error is exc:
-            raise
-        raise error from None
+        return ChannelHandshakeResponse.decode(answer.payload)
+
+    info = await _handshake(link, url, seq, encode_channel_frame(request), accept, connect_timeout)
     link.version = info.protocol
     link.amop_trio_node = info.node_version.startswith(AMOP_TRIO_NODE_VERSION)
     sock.heartbeat = link.heartbeat_frame

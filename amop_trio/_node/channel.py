@@ -236,23 +236,8 @@ class ChannelService:
                 accepted.append(topic)
             else:
                 refused.append(topic)
-        limits = self.limits
-        if len(accepted) > limits.max_topics:
-            raise WireError(
-                f"{len(accepted)} topics exceed the limit of {limits.max_topics} per connection",
-                status=Status.INVALID_REQUEST,
-            )
-        added, removed = self.hub.table.set_topics(session.id, accepted)
-        if added or removed:
+        if self.hub.set_topics(session.id, accepted, max_topics=self.limits.max_topics):
             self.network.topics_changed()
-            log_event(
-                logger,
-                logging.INFO,
-                "topics",
-                session=session.id,
-                added=",".join(sorted(added)),
-                removed=",".join(sorted(removed)),
-            )
         if refused:
             # 0x32 has no answer; this one exists only to say what was refused.
             shown = ", ".join(repr(t[:40] + "…" if len(t) > 40 else t) for t in refused[:5])

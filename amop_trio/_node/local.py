@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import trio
 
-from .._errors import ConnectionLostError
+from .._errors import ConnectionLostError, WireError
 from .._log import log_event
 from .._transport.connection import FrameConnection, FrameTransport
 from .._util import Pending
@@ -110,6 +110,25 @@ class LocalHub:
         with trio.move_on_after(timeout):
             while self.sessions:
                 await self._session_ended.wait()
+
+    def set_topics(self, session: int, topics: list[str], *, max_topics: int) -> bool:
+        """Replace a session's topic set; True if it changed. ``WireError`` past the limit."""
+        if len(topics) > max_topics:
+            raise WireError(
+                f"{len(topics)} topics exceed the limit of {max_topics} per connection",
+                status=Status.INVALID_REQUEST,
+            )
+        added, removed = self.table.set_topics(session, topics)
+        if added or removed:
+            log_event(
+                logger,
+                logging.INFO,
+                "topics",
+                session=session,
+                added=",".join(sorted(added)),
+                removed=",".join(sorted(removed)),
+            )
+        return bool(added or removed)
 
     def topic_counts(self) -> dict[str, int]:
         return self.table.topics()

@@ -147,28 +147,14 @@ class SdkService:
     async def _on_subtopic(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         topics = decode_subtopic(frame.payload)
         limits = self.limits
-        if len(topics) > limits.max_topics:
-            raise WireError(
-                f"{len(topics)} topics exceed the limit of {limits.max_topics} per connection",
-                status=Status.INVALID_REQUEST,
-            )
         for topic in topics:
             if not topic or len(topic.encode("utf-8")) > limits.max_topic_length:
                 raise WireError(
                     f"topic {topic[:40]!r} must be 1 to {limits.max_topic_length} bytes long",
                     status=Status.INVALID_REQUEST,
                 )
-        added, removed = self.hub.table.set_topics(session.id, topics)
-        if added or removed:
+        if self.hub.set_topics(session.id, topics, max_topics=limits.max_topics):
             self.network.topics_changed()
-            log_event(
-                logger,
-                logging.INFO,
-                "topics",
-                session=session.id,
-                added=",".join(sorted(added)),
-                removed=",".join(sorted(removed)),
-            )
         if session.acks:
             await self._answer(session, frame)
 

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .._errors import ConnectError, ConnectionLostError
+from .._errors import ConnectionLostError
 from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
+from .tcp import open_stream
 from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
@@ -135,32 +136,7 @@ async def connect(
     """Open a channel connection to ``channel://host:port``: TLS over TCP with a context."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 0
-    tls = " over TLS" if ssl_context is not None else ""
-    try:
-        with trio.fail_after(connect_timeout):
-            stream: trio.abc.Stream
-            if ssl_context is None:
-                stream = await trio.open_tcp_stream(host, port)
-            else:
-                ssl_stream = await trio.open_ssl_over_tcp_stream(
-                    host, port, ssl_context=ssl_context
-                )
-                try:
-                    await ssl_stream.do_handshake()
-                except BaseException:
-                    await trio.aclose_forcefully(ssl_stream)
-                    raise
-                stream = ssl_stream
-    except trio.TooSlowError:
-        raise ConnectError(
-            f"cannot connect to {url}{tls}: no answer within {connect_timeout:g} s"
-        ) from None
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {url}{tls}: {exc.strerror or exc}") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        cause = exc.__cause__ or exc
-        raise ConnectError(
-            f"cannot connect to {url}{tls}: TLS handshake failed ({cause}); "
-            "is it a TLS port, and do both sides use certificates of the same chain?"
-        ) from None
-    return StreamSocket(stream, max_frame_size=max_frame_size, remote=f"{host}:{port}")
+    async with open_stream(
+        url, host, port, ssl_context=ssl_context, timeout=connect_timeout
+    ) as stream:
+        return StreamSocket(stream, max_frame_size=max_frame_size, remote=f"{host}:{port}")

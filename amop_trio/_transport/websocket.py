@@ -25,6 +25,7 @@ import trio
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 from .._wire import websocket as ws
+from .tcp import open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -237,31 +238,9 @@ async def connect(
     if parts.scheme == "wss" and ssl_context is None:
         ssl_context = ssl.create_default_context()
     remote = f"{host}:{port}"
-    try:
-        with trio.fail_after(connect_timeout):
-            stream: trio.abc.Stream
-            if ssl_context is None:
-                stream = await trio.open_tcp_stream(host, port)
-            else:
-                stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context)
-            try:
-                if isinstance(stream, trio.SSLStream):
-                    await stream.do_handshake()
-                return await client_handshake(
-                    stream,
-                    parts.netloc,
-                    parts.path or "/",
-                    max_frame_size=max_frame_size,
-                    remote=remote,
-                )
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-    except trio.TooSlowError:
-        raise ConnectError(
-            f"cannot connect to {url}: no answer within {connect_timeout:g} s"
-        ) from None
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {url}: {exc.strerror or exc}") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-        raise ConnectError(f"cannot connect to {url}: {exc}") from None
+    async with open_stream(
+        url, host, port, ssl_context=ssl_context, timeout=connect_timeout
+    ) as stream:
+        return await client_handshake(
+            stream, parts.netloc, parts.path or "/", max_frame_size=max_frame_size, remote=remote
+        )
