@@ -33,3 +33,10 @@ def demo(session: nox.Session) -> None:
     """A node, a subscriber and both kinds of publisher, in one process."""
     session.install("-e", ".")
     session.run("amop", "demo")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark in one run, beside its floors and, where installed, its peers."""
+    session.install("-e", ".[test]", "matplotlib")
+    session.run("python", "benchmarks/run.py", *session.posargs)
