@@ -52,7 +52,7 @@ from .._wire.status import Status
 from .._wire.ws import Frame, PacketType, decode_amop_body, encode_amop_body
 from .local import LocalHub, NodeStatistics, Session
 from .network import Network
-from .sdk import NodeLimits
+from .sdk import NodeLimits, Service
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -127,7 +127,7 @@ def _decode_topic_body(data: bytes) -> TopicBody:
 Handler = Callable[["ChannelService", ChannelSession, ChannelFrame, trio.Nursery], Awaitable[None]]
 
 
-class ChannelService:
+class ChannelService(Service):
     """Serves the channel protocol on sessions, routing through ``network``."""
 
     def __init__(
@@ -138,11 +138,7 @@ class ChannelService:
         stats: NodeStatistics,
         status: Callable[[], dict[str, Any]],
     ) -> None:
-        self.hub = hub
-        self.network = network
-        self.limits = limits
-        self.stats = stats
-        self._status = status
+        super().__init__(hub, network, limits, stats, status)
         #: Longest topic a channel client may use: what a topic body can carry.
         self.max_topic_bytes = min(MAX_TOPIC_BYTES, limits.max_topic_length)
 

@@ -70,8 +70,8 @@ class NodeLimits:
 Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]
 
 
-class SdkService:
-    """Serves the SDK protocol on sessions, routing through ``network``."""
+class Service:
+    """What serving either SDK protocol needs: the clients, the network, the limits."""
 
     def __init__(
         self,
@@ -86,6 +86,10 @@ class SdkService:
         self.limits = limits
         self.stats = stats
         self._status = status
+
+
+class SdkService(Service):
+    """Serves the ws SDK protocol on sessions, routing through ``network``."""
 
     async def serve(self, session: Session, nursery: trio.Nursery) -> None:
         """Read and answer the session's frames until it closes."""
