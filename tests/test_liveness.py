@@ -1,8 +1,9 @@
 """Dead connections are found by ping, and a blocked connection holds senders back."""
 
+import pytest
 import trio
 
-from amop_trio import ConnectionLostError, open_amop, open_node
+from amop_trio import AmopTimeoutError, ConnectionLostError, open_amop, open_node
 
 from .proxy import open_proxy
 
@@ -56,3 +57,31 @@ async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> 
                 assert client._link is not None
                 assert client._link.outbox_used() <= 4
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_write_cut_short_by_a_timeout_closes_the_connection_and_it_recovers() -> None:
+    """Half a frame may be on the wire: the link must be replaced, not reused."""
+    with trio.fail_after(30):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_proxy(node.port) as proxy,
+            open_amop(node.endpoint) as subscriber,
+            subscriber.subscribe("big") as sub,
+            open_amop(proxy.endpoint, ping_interval=30) as client,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def echo() -> None:
+                async for msg in sub:
+                    await msg.reply(msg.data[:4])
+
+            nursery.start_soon(echo)
+            proxy.freeze()
+            with pytest.raises(AmopTimeoutError):
+                await client.publish("big", b"x" * (8 << 20), timeout=0.5)
+            proxy.thaw()
+            with trio.fail_after(10):
+                while client.reconnects < 1:
+                    await trio.sleep(0.02)
+            assert await client.publish("big", b"abcdef", timeout=5) == b"abcd"
+            nursery.cancel_scope.cancel()

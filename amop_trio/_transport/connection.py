@@ -31,6 +31,9 @@ class FrameTransport(Protocol):
 
     remote: str
 
+    @property
+    def interrupted(self) -> bool: ...
+
     async def send(self, frame: bytes) -> None: ...
 
     async def send_many(self, frames: Sequence[bytes]) -> None: ...
@@ -99,6 +102,10 @@ class FrameConnection:
             await self.sock.send(data)
         except ConnectionLostError as exc:
             self.close(str(exc))
+            raise
+        except trio.Cancelled:
+            if self.sock.interrupted:  # half a frame may be on the wire
+                self.close("a write was interrupted midway")
             raise
         finally:
             self._writing = False

@@ -24,7 +24,7 @@ import trio
 
 from .._errors import ConnectionLostError
 from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
-from .tcp import open_stream
+from .tcp import Writer, open_stream
 from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
@@ -52,7 +52,7 @@ class StreamSocket:
     ) -> None:
         self._stream = stream
         self._decoder = ChannelDecoder(max_frame_size=max_frame_size)
-        self._send_lock = trio.Lock()
+        self._writer = Writer(stream, remote)
         self._received = 0
         self._received_at_ping = 0
         self._arrived = trio.Event()
@@ -66,11 +66,12 @@ class StreamSocket:
 
     async def send_many(self, frames: Sequence[bytes]) -> None:
         """Send frames back to back in one write."""
-        try:
-            async with self._send_lock:
-                await self._stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        await self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    @property
+    def interrupted(self) -> bool:
+        """True once a write was cut short: the connection must be closed."""
+        return self._writer.interrupted
 
     async def receive(self) -> bytes:
         """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .._errors import ConnectError
+from .._errors import ConnectError, ConnectionLostError
 
 
 @asynccontextmanager
@@ -48,3 +48,37 @@ async def open_stream(
             f"cannot connect to {url}{tls}: TLS handshake failed ({cause}); "
             "is it a TLS port, and do both sides use certificates of the same chain?"
         ) from None
+
+
+class Writer:
+    """Serialises writes to a stream, and remembers a write that was cut short.
+
+    trio cannot say how much of an interrupted ``send_all`` went out, so a
+    stream whose write was cancelled midway may hold half a frame: it takes
+    no more writes, and its connection must be closed.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, remote: str) -> None:
+        self._stream = stream
+        self._lock = trio.Lock()
+        self._remote = remote
+        self.interrupted = False
+
+    async def write(self, data: bytes) -> None:
+        async with self._lock:
+            if self.interrupted:
+                raise ConnectionLostError(
+                    f"connection to {self.remote} is unusable: a write was interrupted midway"
+                )
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                await self._stream.send_all(data)
+            except trio.Cancelled:
+                self.interrupted = True
+                raise
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+
+    @property
+    def remote(self) -> str:
+        return self._remote

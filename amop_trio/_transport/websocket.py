@@ -25,7 +25,7 @@ import trio
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 from .._wire import websocket as ws
-from .tcp import open_stream
+from .tcp import Writer, open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -53,7 +53,7 @@ class FrameSocket:
         self._mask = client
         self._decoder = ws.FrameDecoder(masked=not client, max_message=max_frame_size)
         self._decoder.feed(received)
-        self._send_lock = trio.Lock()
+        self._writer = Writer(stream, remote)
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed = False
         self.max_frame_size = max_frame_size
@@ -134,14 +134,15 @@ class FrameSocket:
             raise ConnectionLostError(f"connection to {self.remote} closed")
         self._decoder.feed(data)
 
+    @property
+    def interrupted(self) -> bool:
+        """True once a write was cut short: the connection must be closed."""
+        return self._writer.interrupted
+
     async def _write(self, data: bytes) -> None:
         if self._closed:
             raise ConnectionLostError(f"connection to {self.remote} is closing")
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except _BROKEN as exc:
-                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        await self._writer.write(data)
 
     async def _goodbye(self, code: int, reason: str) -> None:
         """Send a close frame once; the connection takes nothing after it."""
