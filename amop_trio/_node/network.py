@@ -66,6 +66,8 @@ LINK_PING_TIMEOUT = 1.0
 LINK_OUTBOX_SIZE = 8192
 #: How many request ids and multicast ids a node remembers to drop repeats.
 MEMORY_OF_IDS = 65536
+#: Bytes of answers kept to answer a repeated request without delivering it twice.
+ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 #: Seconds between sweeps that forget unreachable nodes.
 SWEEP_INTERVAL = 10.0
 #: Seconds within which bursts of topic or link changes share one advertisement.
@@ -112,11 +114,17 @@ class RemoteRequest:
 
 
 class _IdMemory:
-    """A bounded set of recently seen ids, oldest forgotten first."""
+    """Recently seen ids, each with an optional cached answer; oldest forgotten first.
 
-    def __init__(self, size: int) -> None:
+    Bounded in entries and in the bytes of the answers it keeps, so large
+    replies cannot make it grow past ``max_bytes``.
+    """
+
+    def __init__(self, size: int, max_bytes: int = ANSWER_CACHE_BYTES) -> None:
         self._ids: OrderedDict[bytes, bytes | None] = OrderedDict()
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._ids
@@ -125,10 +133,13 @@ class _IdMemory:
         return self._ids.get(key)
 
     def put(self, key: bytes, value: bytes | None = None) -> None:
+        old = self._ids.get(key)
+        self._bytes += len(value or b"") - len(old or b"")
         self._ids[key] = value
         self._ids.move_to_end(key)
-        while len(self._ids) > self._size:
-            self._ids.popitem(last=False)
+        while len(self._ids) > self._size or self._bytes > self._max_bytes:
+            _, dropped = self._ids.popitem(last=False)
+            self._bytes -= len(dropped or b"")
 
 
 class Network:
