@@ -66,6 +66,8 @@ LINK_PING_TIMEOUT = 1.0
 LINK_OUTBOX_SIZE = 8192
 #: How many request ids and multicast ids a node remembers to drop repeats.
 MEMORY_OF_IDS = 65536
+#: Unicasts from other nodes this node delivers at once; beyond, it answers 3006.
+MAX_SERVED_UNICASTS = 10000
 #: Bytes of answers kept to answer a repeated request without delivering it twice.
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 #: Seconds between sweeps that forget unreachable nodes.
@@ -179,6 +181,7 @@ class Network:
         self._directory_changed = trio.Event()
         self._remote: dict[bytes, RemoteRequest] = {}
         self._served = _IdMemory(MEMORY_OF_IDS)
+        self._serving = 0
         self._seen_multicasts = _IdMemory(MEMORY_OF_IDS)
         self._nursery: trio.Nursery | None = None
         self.private = PrivateTopics(hub.table)
@@ -455,11 +458,27 @@ class Network:
             if cached is not None:  # answered already: the answer got lost on the way
                 self._send_reply(unicast.origin, cached)
             return
+        if self._serving >= MAX_SERVED_UNICASTS:
+            refusal = PeerReply(unicast.origin, b"node overloaded: too many unicasts in progress")
+            self._send_reply(
+                unicast.origin,
+                encode_frame(
+                    Frame(PeerType.REPLY, frame.seq, refusal.encode(), status=Status.OVERLOADED)
+                ),
+            )
+            return
         self._served.put(frame.seq)
         assert self._nursery is not None
+        self._serving += 1
         self._nursery.start_soon(self._serve_unicast, frame.seq, unicast)
 
     async def _serve_unicast(self, request_id: bytes, unicast: PeerUnicast) -> None:
+        try:
+            await self._deliver_unicast(request_id, unicast)
+        finally:
+            self._serving -= 1
+
+    async def _deliver_unicast(self, request_id: bytes, unicast: PeerUnicast) -> None:
         timeout = min(unicast.deadline_ms / 1000, self.request_timeout)
         status: int = Status.TIMEOUT
         data = f"no local subscriber answered within {timeout:g} s".encode()
