@@ -1,1 +1,1 @@
-"""Turns a WebSocket (or, later, a byte stream) into whole frames and back."""
+"""Turns a WebSocket or a 2.x channel byte stream into whole frames and back."""
