@@ -188,8 +188,8 @@ class SdkService(Service):
     async def _on_broadcast(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         body = decode_amop_body(frame.payload)
         self.stats.multicasts += 1
+        await self._answer(session, frame)  # accepted: the publisher need not wait for the fan-out
         self.network.multicast(body.topic, frame.payload)
-        await self._answer(session, frame)
 
     async def _on_response(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
