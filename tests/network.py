@@ -60,7 +60,7 @@ class NodeProcess:
         self.process = await trio.lowlevel.open_process(
             command, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
-        if not await wait_listening(self.endpoint, 15):
+        if not await wait_listening(self.endpoint, 30):
             raise RuntimeError(f"node {self.name} did not start")
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -118,7 +118,7 @@ def mesh(names: str) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-async def wait_for_topic(endpoint: str, topic: str, nodes: int = 1, within: float = 10) -> None:
+async def wait_for_topic(endpoint: str, topic: str, nodes: int = 1, within: float = 20) -> None:
     """Wait until ``endpoint``'s node knows ``nodes`` other nodes with subscribers of ``topic``."""
     async with open_amop(endpoint) as client:
         with trio.fail_after(within):
