@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import struct
-import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -45,21 +44,32 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from amop_trio import AmopError, Node, NodeLimits, open_amop, open_node
 from amop_trio._wire.peer import PeerType
 
+from .spec_bytes import (
+    AMOP_BROADCAST,
+    AMOP_REQUEST,
+    AMOP_RESPONSE,
+    AMOP_SUBTOPIC,
+    BLOCK_NOTIFY,
+    EVENT_PUSH,
+    EVENT_SUBSCRIBE,
+    EVENT_UNSUBSCRIBE,
+    EXT_RESPONSE,
+    GROUP_NOTIFY,
+    HANDSHAKE,
+    HEAD,
+    RPC_REQUEST,
+    RawFrame,
+    new_seq,
+    pack_body,
+    pack_frame,
+    parse_body,
+    parse_frame,
+)
+
 SEED = int(os.environ.get("AMOP_FUZZ_SEED", "20240611"))
 
 # -- the byte tables of PROTOCOL.md section 1 -----------------------------------
 
-HANDSHAKE = 0x100
-BLOCK_NOTIFY = 0x101
-RPC_REQUEST = 0x102
-GROUP_NOTIFY = 0x103
-AMOP_SUBTOPIC = 0x110
-AMOP_REQUEST = 0x111
-AMOP_BROADCAST = 0x112
-AMOP_RESPONSE = 0x113
-EVENT_SUBSCRIBE = 0x120
-EVENT_UNSUBSCRIBE = 0x121
-EVENT_PUSH = 0x122
 #: amop_trio's node packet types (0x1000-0x10FF); only NODE_STATUS is for SDK ports.
 PEER_HELLO = 0x1000
 PEER_LINK_STATE = 0x1001
@@ -67,7 +77,6 @@ PEER_UNICAST = 0x1002
 PEER_REPLY = 0x1003
 PEER_MULTICAST = 0x1004
 NODE_STATUS = 0x1010
-EXT_RESPONSE = 0x0001
 
 TIMEOUT = 1000
 NO_SUBSCRIBER_NODE = 3001
@@ -75,9 +84,6 @@ UNSUPPORTED_TYPE = 3004
 INVALID_REQUEST = 3005
 OVERLOADED = 3006
 
-HEAD = struct.Struct(">HHhH")  # version, type, status, seqLen
-EXT = struct.Struct(">H")
-BODY_HEAD = struct.Struct(">IH")  # body version, topicLen
 
 #: Types the node serves on its SDK port; everything else must get 3004.
 SERVED = {HANDSHAKE, AMOP_SUBTOPIC, AMOP_REQUEST, AMOP_BROADCAST, AMOP_RESPONSE, NODE_STATUS}
@@ -118,65 +124,6 @@ HEALTHY_TOPIC = "healthy"
 #: Healthy round trips must stay below this, and come at least this often.
 MAX_RTT = 1.5
 MAX_GAP = 2.0
-
-
-def new_seq() -> bytes:
-    return uuid.uuid4().hex.encode("ascii")
-
-
-def pack_frame(
-    ptype: int,
-    seq: bytes,
-    payload: bytes = b"",
-    *,
-    status: int = 0,
-    ext: int = 0,
-    version: int = 0,
-    seq_len: int | None = None,
-) -> bytes:
-    n = len(seq) if seq_len is None else seq_len
-    return HEAD.pack(version, ptype, status, n) + seq + EXT.pack(ext) + payload
-
-
-def pack_body(topic: str | bytes, data: bytes = b"", *, topic_len: int | None = None) -> bytes:
-    raw = topic.encode("utf-8") if isinstance(topic, str) else topic
-    return BODY_HEAD.pack(0, len(raw) if topic_len is None else topic_len) + raw + data
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    version: int
-    type: int
-    status: int
-    seq: bytes
-    ext: int
-    payload: bytes
-
-
-def parse_frame(data: bytes) -> RawFrame | None:
-    """A frame as PROTOCOL.md defines it, or None when it is malformed."""
-    if len(data) < HEAD.size + EXT.size:
-        return None
-    version, ptype, status, seq_len = HEAD.unpack_from(data)
-    ext_at = HEAD.size + seq_len
-    if ext_at + EXT.size > len(data):
-        return None
-    (ext,) = EXT.unpack_from(data, ext_at)
-    return RawFrame(version, ptype, status, data[HEAD.size : ext_at], ext, data[ext_at + 2 :])
-
-
-def parse_body(payload: bytes) -> tuple[str, bytes] | None:
-    """(topic, data) of an AMOP body, or None when it is malformed."""
-    if len(payload) < BODY_HEAD.size:
-        return None
-    _, topic_len = BODY_HEAD.unpack_from(payload)
-    end = BODY_HEAD.size + topic_len
-    if end > len(payload):
-        return None
-    try:
-        return payload[BODY_HEAD.size : end].decode("utf-8"), payload[end:]
-    except UnicodeDecodeError:
-        return None
 
 
 def json_object(payload: bytes) -> dict[str, Any] | None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-import struct
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,76 +23,28 @@ import trio_websocket
 
 from amop_trio import open_node
 
-# -- the byte tables of PROTOCOL.md section 1 ---------------------------------
-
-HANDSHAKE = 0x100
-RPC_REQUEST = 0x102
-AMOP_SUBTOPIC = 0x110
-AMOP_REQUEST = 0x111
-AMOP_BROADCAST = 0x112
-AMOP_RESPONSE = 0x113
-
-EXT_RESPONSE = 0x0001
+from .spec_bytes import (
+    AMOP_BROADCAST,
+    AMOP_REQUEST,
+    AMOP_RESPONSE,
+    AMOP_SUBTOPIC,
+    BODY_HEAD,
+    EXT_RESPONSE,
+    HANDSHAKE,
+    RPC_REQUEST,
+    RawFrame,
+    new_seq,
+    pack_body,
+    pack_frame,
+    parse_body,
+    parse_frame,
+)
 
 NO_SUBSCRIBER_NODE = 3001
 UNSUPPORTED_TYPE = 3004
 INVALID_REQUEST = 3005  # amop_trio's own code for an undecodable request
-
-HEAD = struct.Struct(">HHhH")  # version, type, status, seqLen
-EXT = struct.Struct(">H")
-BODY_HEAD = struct.Struct(">IH")  # body version, topicLen
-
 SEQ_RE = re.compile(rb"[0-9a-f]{32}")
 TIMEOUT = 10
-
-
-def new_seq() -> bytes:
-    return uuid.uuid4().hex.encode("ascii")
-
-
-def pack_frame(
-    ptype: int,
-    seq: bytes,
-    payload: bytes = b"",
-    *,
-    status: int = 0,
-    ext: int = 0,
-    version: int = 0,
-) -> bytes:
-    return HEAD.pack(version, ptype, status, len(seq)) + seq + EXT.pack(ext) + payload
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    version: int
-    type: int
-    status: int
-    seq: bytes
-    ext: int
-    payload: bytes
-
-
-def unpack_frame(data: bytes) -> RawFrame:
-    assert len(data) >= HEAD.size + EXT.size, f"frame from the node too short: {data!r}"
-    version, ptype, status, seq_len = HEAD.unpack_from(data)
-    ext_at = HEAD.size + seq_len
-    assert ext_at + EXT.size <= len(data), f"seqLen runs past the end: {data!r}"
-    (ext,) = EXT.unpack_from(data, ext_at)
-    return RawFrame(
-        version, ptype, status, data[HEAD.size : ext_at], ext, data[ext_at + EXT.size :]
-    )
-
-
-def pack_body(topic: str, data: bytes, *, version: int = 0) -> bytes:
-    raw = topic.encode("utf-8")
-    return BODY_HEAD.pack(version, len(raw)) + raw + data
-
-
-def unpack_body(payload: bytes) -> tuple[int, str, bytes]:
-    version, topic_len = BODY_HEAD.unpack_from(payload)
-    end = BODY_HEAD.size + topic_len
-    assert end <= len(payload), f"topicLen runs past the end of the body: {payload!r}"
-    return version, payload[BODY_HEAD.size : end].decode("utf-8"), payload[end:]
 
 
 # -- one raw connection ---------------------------------------------------------
@@ -119,7 +68,8 @@ class RawConn:
         while True:
             message = await self.ws.get_message()
             assert isinstance(message, bytes), f"node sent a text message: {message!r}"
-            frame = unpack_frame(message)
+            frame = parse_frame(message)
+            assert frame is not None, f"malformed frame from the node: {message!r}"
             if predicate(frame):
                 return frame
             self.backlog.append(frame)
@@ -177,7 +127,7 @@ async def serve_one_unicast(sub: RawConn, topic: str, data: bytes, reply: bytes)
     assert SEQ_RE.fullmatch(request.seq), request
     assert request.status == 0, request
     assert not request.ext & EXT_RESPONSE, request
-    assert unpack_body(request.payload) == (0, topic, data)
+    assert parse_body(request.payload) == (0, topic, data)
     await sub.send(pack_frame(AMOP_RESPONSE, request.seq, reply, ext=EXT_RESPONSE))
 
 
@@ -219,7 +169,7 @@ async def test_raw_client_scenario() -> None:
             seq = new_seq()
             await pub.send(pack_frame(AMOP_BROADCAST, seq, pack_body("raw-topic", b"all")))
             delivered = await sub.receive_until(lambda f: f.type == AMOP_BROADCAST)
-            assert unpack_body(delivered.payload) == (0, "raw-topic", b"all")
+            assert parse_body(delivered.payload) == (0, "raw-topic", b"all")
             assert SEQ_RE.fullmatch(delivered.seq), delivered
             answer = await pub.answer_to(seq)
             assert answer.type == AMOP_RESPONSE, answer
