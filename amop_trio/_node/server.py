@@ -41,6 +41,7 @@ from .._util import unwrap_group, unwrapped_errors
 from .channel import ChannelService, ChannelSession
 from .local import LocalHub, NodeStatistics, Session
 from .network import Network
+from .router import TopicTable
 from .sdk import NodeLimits, SdkService
 
 logger = logging.getLogger("amop_trio.node")
@@ -98,8 +99,8 @@ class Node:
         self._ids = itertools.count(1)
 
     @property
-    def table(self) -> Any:
-        """The local topic table (``router.TopicTable``)."""
+    def table(self) -> TopicTable:
+        """The local topic table."""
         return self.hub.table
 
     @property
