@@ -66,6 +66,8 @@ logger = logging.getLogger("amop_trio.client")
 
 #: Default seconds a publish waits for its reply.
 DEFAULT_TIMEOUT = 10.0
+#: Queued messages a subscription hands out before it lets other tasks run.
+RECEIVE_BATCH = 64
 #: Status codes real nodes use for a timed-out request (3.x ``WsError::TimeOut``, tars).
 _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
@@ -189,6 +191,7 @@ class Subscription:
         self._last: Message | None = None
         self._dropped = 0
         self._busy = 0
+        self._batched = 0
 
     def __repr__(self) -> str:
         return f"<Subscription topic={self.topic!r} {self._state}>"
@@ -213,7 +216,18 @@ class Subscription:
             await self._open()
         self._settle_last()
         try:
-            message = await self._recv.receive()
+            message = None
+            if self._batched < RECEIVE_BATCH:
+                # Queued messages are handed out without a scheduler pass each, so a
+                # busy subscriber drains its queue in bursts instead of one message
+                # per pass while the reader keeps filling it.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                with contextlib.suppress(trio.WouldBlock):
+                    message = self._recv.receive_nowait()
+                    self._batched += 1
+            if message is None:
+                self._batched = 0
+                message = await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
         self._last = message

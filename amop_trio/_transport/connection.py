@@ -38,6 +38,13 @@ class FrameTransport(Protocol):
 
     async def send_many(self, frames: Sequence[bytes]) -> None: ...
 
+    def send_nowait(self, frame: bytes) -> bool: ...
+
+    @property
+    def backlogged(self) -> bool: ...
+
+    async def flush(self) -> None: ...
+
     async def receive(self) -> bytes: ...
 
     async def ping(self) -> None: ...
@@ -113,9 +120,18 @@ class FrameConnection:
                 self._has_data.set()
 
     def send_nowait(self, data: bytes) -> bool:
-        """Queue a frame if there is room; False when it could not be queued."""
+        """Send or queue a frame if there is room; False when it could not be taken.
+
+        When nothing is queued or being written, the frame goes straight to the
+        socket; whatever of it the kernel does not take at once, the writer
+        task finishes before anything else.
+        """
         if self.closed or not self._fits(len(data)):
             return False
+        if not self._queue and not self._writing and self.sock.send_nowait(data):
+            if self.sock.backlogged:
+                self._has_data.set()
+            return True
         self._push(data)
         return True
 
@@ -168,12 +184,19 @@ class FrameConnection:
         """Drain the outbox onto the socket, in order; after a close, what was queued."""
         try:
             while True:
-                while not self._queue or self._writing:
+                while self._writing or not (self._queue or self.sock.backlogged):
                     if self.closed and not self._queue:
                         scope.cancel()
                         return
                     self._has_data = trio.Event()
                     await self._has_data.wait()
+                if not self._queue:
+                    self._writing = True
+                    try:
+                        await self.sock.flush()
+                    finally:
+                        self._writing = False
+                    continue
                 # Whatever piled up goes out in one write: fewer system calls and
                 # wake-ups for the peer exactly when the connection is busiest.
                 batch = [self._queue.popleft()]

@@ -51,6 +51,11 @@ class ReplayStream(trio.abc.Stream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.transport_stream.send_all(data)
 
+    def take_prefix(self) -> bytes:
+        """The replayed bytes not yet received, handed over to a reader of ``transport_stream``."""
+        prefix, self._prefix = self._prefix, b""
+        return prefix
+
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()
 

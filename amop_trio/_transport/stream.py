@@ -24,13 +24,11 @@ import trio
 
 from .._errors import ConnectionLostError
 from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
-from .tcp import Writer, open_stream
+from .tcp import StreamIO, open_stream
 from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
 SCHEME = "channel"
-#: Bytes asked of the stream per read.
-RECEIVE_SIZE = 65536
 
 
 class StreamSocket:
@@ -52,7 +50,7 @@ class StreamSocket:
     ) -> None:
         self._stream = stream
         self._decoder = ChannelDecoder(max_frame_size=max_frame_size)
-        self._writer = Writer(stream, remote)
+        self._io = StreamIO(stream, remote)
         self._received = 0
         self._received_at_ping = 0
         self._arrived = trio.Event()
@@ -66,20 +64,30 @@ class StreamSocket:
 
     async def send_many(self, frames: Sequence[bytes]) -> None:
         """Send frames back to back in one write."""
-        await self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        await self._io.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Start sending one frame without blocking; False if another write is under way."""
+        return self._io.write_nowait(frame)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
+        return self._io.backlogged
+
+    async def flush(self) -> None:
+        """Finish the frame ``send_nowait`` began."""
+        await self._io.flush()
 
     @property
     def interrupted(self) -> bool:
         """True once a write was cut short: the connection must be closed."""
-        return self._writer.interrupted
+        return self._io.interrupted
 
     async def receive(self) -> bytes:
         """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""
         while (frame := self._decoder.next_frame_bytes()) is None:
-            try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+            data = await self._io.receive()
             if not data:
                 pending = self._decoder.pending_bytes
                 detail = f" in the middle of a frame ({pending} bytes)" if pending else ""

@@ -25,14 +25,12 @@ import trio
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 from .._wire import websocket as ws
-from .tcp import Writer, open_stream
+from .tcp import RECEIVE_SIZE, StreamIO, open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds to spend saying goodbye before dropping the connection.
 CLOSE_TIMEOUT = 0.5
-#: Bytes read from the socket at a time.
-RECEIVE_SIZE = 65536
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -52,8 +50,7 @@ class FrameSocket:
         self._stream = stream
         self._mask = client
         self._decoder = ws.FrameDecoder(masked=not client, max_message=max_frame_size)
-        self._decoder.feed(received)
-        self._writer = Writer(stream, remote)
+        self._io = StreamIO(stream, remote, received=received)
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed = False
         self.max_frame_size = max_frame_size
@@ -68,6 +65,21 @@ class FrameSocket:
         """Send frames as consecutive binary messages, in one write."""
         mask = self._mask
         await self._write(b"".join([ws.encode_frame(ws.BINARY, f, mask=mask) for f in frames]))
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Start sending one frame without blocking; False if another write is under way."""
+        if self._closed:
+            return False
+        return self._io.write_nowait(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
+
+    @property
+    def backlogged(self) -> bool:
+        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
+        return self._io.backlogged
+
+    async def flush(self) -> None:
+        """Finish the frame ``send_nowait`` began."""
+        await self._io.flush()
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
@@ -126,10 +138,7 @@ class FrameSocket:
             )
 
     async def _read_more(self) -> None:
-        try:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-        except _BROKEN as exc:
-            raise ConnectionLostError(f"connection to {self.remote} broken: {exc}") from None
+        data = await self._io.receive()
         if not data:
             raise ConnectionLostError(f"connection to {self.remote} closed")
         self._decoder.feed(data)
@@ -137,12 +146,12 @@ class FrameSocket:
     @property
     def interrupted(self) -> bool:
         """True once a write was cut short: the connection must be closed."""
-        return self._writer.interrupted
+        return self._io.interrupted
 
     async def _write(self, data: bytes) -> None:
         if self._closed:
             raise ConnectionLostError(f"connection to {self.remote} is closing")
-        await self._writer.write(data)
+        await self._io.write(data)
 
     async def _goodbye(self, code: int, reason: str) -> None:
         """Send a close frame once; the connection takes nothing after it."""
