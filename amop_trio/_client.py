@@ -50,7 +50,7 @@ from ._errors import (
 from ._link import Answer, Delivery, Link, open_channel_link, open_ws_link
 from ._log import log_event
 from ._transport import stream, websocket
-from ._util import as_bytes, backoff_delay, unwrapped_errors
+from ._util import Deadlines, as_bytes, backoff_delay, unwrapped_errors
 from ._wire.channel import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
 from ._wire.status import Status
 from ._wire.topics import (
@@ -356,6 +356,7 @@ class AmopClient:
         self._link: Link | None = None
         self._link_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._deadlines = Deadlines()
         self._closed = False
         self._reconnects = 0
 
@@ -464,13 +465,27 @@ class AmopClient:
         the private topic ``topic`` (see ``declare_private_topic``).
         """
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
-        with trio.move_on_after(timeout) as scope:
-            link = await self._wait_link()
-            answer = await link.publish(topic, payload)
-        if scope.cancelled_caught:
-            raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s")
+        try:
+            link, deadline = await self._link_until(timeout)
+            answer = await link.publish(topic, payload, deadline)
+        except AmopTimeoutError:
+            raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s") from None
         _check_status(answer, topic)
         return answer.payload
+
+    async def _link_until(self, timeout: float) -> tuple[Link, float]:
+        """The live link, and the deadline ``timeout`` seconds from now for a request on it.
+
+        ``AmopTimeoutError`` if no link comes up in time. Requests then time out
+        through the client's ``Deadlines`` rather than a cancel scope each.
+        """
+        deadline = trio.current_time() + timeout
+        link = self._link
+        if link is None or link.closed:
+            with trio.move_on_at(deadline):
+                return await self._wait_link(), deadline
+            raise AmopTimeoutError("no connection in time")
+        return link, deadline
 
     def _outgoing(
         self, topic: str, data: Data, timeout: float | None, private: bool
@@ -488,15 +503,15 @@ class AmopClient:
         multicast; with a real FISCO node, once it was written to the socket).
         """
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
-        with trio.move_on_after(timeout) as scope:
-            link = await self._wait_link()
-            answer = await link.broadcast(topic, payload)
-            if answer is not None:
-                _check_status(answer, topic)
-        if scope.cancelled_caught:
+        try:
+            link, deadline = await self._link_until(timeout)
+            answer = await link.broadcast(topic, payload, deadline)
+        except AmopTimeoutError:
             raise AmopTimeoutError(
                 f"node did not accept the multicast on {topic!r} within {timeout:g} s"
-            )
+            ) from None
+        if answer is not None:
+            _check_status(answer, topic)
 
     async def node_status(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The node's id, links and topic directory (amop_trio nodes only).
@@ -595,6 +610,8 @@ class AmopClient:
             await link.sock.aclose(1000, "client closed")
 
     def _set_link(self, link: Link | None) -> None:
+        if link is not None:
+            link.deadlines = self._deadlines
         self._link = link
         self._link_changed.set()
         self._link_changed = trio.Event()
@@ -849,6 +866,7 @@ async def open_amop(
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:
             client._nursery = nursery
+            nursery.start_soon(client._deadlines.run)
             await nursery.start(client._supervise)
             try:
                 yield client

@@ -14,6 +14,7 @@ the client raises the same errors over both protocols.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,17 @@ from typing import TypeVar
 
 import trio
 
-from ._errors import ConnectError, ConnectionLostError, RejectedError, WireError
+from ._errors import (
+    AmopTimeoutError,
+    ConnectError,
+    ConnectionLostError,
+    RejectedError,
+    WireError,
+)
 from ._log import log_event
 from ._transport import stream, websocket
 from ._transport.connection import FrameConnection, FrameTransport
-from ._util import Pending
+from ._util import Deadlines, Pending
 from ._wire.channel import (
     ChannelFrame,
     ChannelHandshakeRequest,
@@ -99,17 +106,25 @@ class Link(FrameConnection):
         self.acks_multicast = False
         self.max_frame_size = max_frame_size
         self.pending: dict[bytes, Pending[Answer]] = {}
+        #: Times out requests given a deadline (the client's).
+        self.deadlines: Deadlines | None = None
         #: The client's topic version last sent on this link.
         self.topics_version = -1
 
-    async def request(self, seq: bytes, frame: bytes) -> Answer:
-        """Send ``frame`` and wait for the answer to ``seq``."""
+    async def request(self, seq: bytes, frame: bytes, deadline: float = math.inf) -> Answer:
+        """Send ``frame`` and wait for the answer to ``seq``.
+
+        Past ``deadline`` (trio time), ``AmopTimeoutError``; that needs
+        ``deadlines`` set, or the caller's own cancel scope.
+        """
         if self.closed:
             raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
         waiter: Pending[Answer] = Pending()
         self.pending[seq] = waiter
+        if deadline < math.inf and self.deadlines is not None:
+            self.deadlines.add(deadline, waiter)
         try:
-            await self.send(frame)
+            await self._send_by(frame, deadline)
             await waiter.event.wait()
         finally:
             self.pending.pop(seq, None)
@@ -131,19 +146,28 @@ class Link(FrameConnection):
             waiter.fail(ConnectionLostError(f"connection to {self.endpoint} lost: {reason}"))
         self.pending.clear()
 
-    async def publish(self, topic: str, data: bytes) -> Answer:
+    async def publish(self, topic: str, data: bytes, deadline: float = math.inf) -> Answer:
         """Unicast and wait for the reply; ``EncodeError`` if the protocol cannot carry it."""
         seq = new_seq()
-        return await self.request(seq, self.unicast_frame(seq, topic, data))
+        return await self.request(seq, self.unicast_frame(seq, topic, data), deadline)
 
-    async def broadcast(self, topic: str, data: bytes) -> Answer | None:
+    async def broadcast(self, topic: str, data: bytes, deadline: float = math.inf) -> Answer | None:
         """Multicast; the node's answer, or None from a node that sends none."""
         seq = new_seq()
         frame = self.multicast_frame(seq, topic, data)
         if self.acks_multicast:
-            return await self.request(seq, frame)
-        await self.send(frame)
+            return await self.request(seq, frame, deadline)
+        await self._send_by(frame, deadline)
         return None
+
+    async def _send_by(self, frame: bytes, deadline: float) -> None:
+        """Send now if the outbox has room, else wait for room until ``deadline``."""
+        if self.send_nowait(frame):
+            return
+        with trio.move_on_at(deadline) as scope:
+            await self.send(frame)
+        if scope.cancelled_caught:
+            raise AmopTimeoutError(f"the outbox to {self.endpoint} stayed full")
 
     # -- what each protocol defines -------------------------------------------
 

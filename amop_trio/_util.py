@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 import trio
 
-from ._errors import AmopError
+from ._errors import AmopError, AmopTimeoutError
 
 
 def unwrap_group(exc: BaseException) -> BaseException:
@@ -63,8 +66,70 @@ def as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
 T = TypeVar("T")
 
 
+class Expiring(Protocol):
+    """Something ``Deadlines`` ends when its time is up, unless it is done by then."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def expire(self) -> None: ...
+
+
+class Deadlines:
+    """One timer task that expires many pending requests at their deadlines.
+
+    A trio cancel scope per request costs about as much as the rest of a
+    request's bookkeeping; here a request costs a heap push. Entries of
+    requests that ended early are dropped when they reach the top, or all at
+    once when they outnumber the live ones, so the heap stays proportional to
+    what is pending.
+    """
+
+    #: Entries below which the heap is never compacted.
+    COMPACT_FLOOR = 4096
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Expiring]] = []
+        self._order = itertools.count()
+        self._next = math.inf
+        self._earlier = trio.Event()
+        self._compact_at = self.COMPACT_FLOOR
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, deadline: float, item: Expiring) -> None:
+        """Call ``item.expire()`` at ``deadline`` (trio time) if it is not done by then."""
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._order), item))
+        if deadline < self._next:
+            self._next = deadline
+            self._earlier.set()
+        if len(heap) >= self._compact_at:
+            heap[:] = [entry for entry in heap if not entry[2].done]
+            heapq.heapify(heap)
+            self._compact_at = max(self.COMPACT_FLOOR, 2 * len(heap))
+
+    async def run(self) -> NoReturn:
+        """Expire what is due, for ever."""
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and (heap[0][0] <= now or heap[0][2].done):
+                item = heapq.heappop(heap)[2]
+                if not item.done:
+                    item.expire()
+            self._next = heap[0][0] if heap else math.inf
+            self._earlier = trio.Event()
+            with trio.move_on_at(self._next):
+                await self._earlier.wait()
+
+
 class Pending(Generic[T]):
-    """One request awaiting its answer: resolved with a result or failed with an error."""
+    """One request awaiting its answer: resolved with a result or failed with an error.
+
+    ``expire`` fails it with ``AmopTimeoutError`` (see ``Deadlines``).
+    """
 
     __slots__ = ("error", "event", "result")
 
@@ -82,3 +147,10 @@ class Pending(Generic[T]):
         if not self.event.is_set():
             self.error = error
             self.event.set()
+
+    @property
+    def done(self) -> bool:
+        return self.event.is_set()
+
+    def expire(self) -> None:
+        self.fail(AmopTimeoutError("no answer in time"))

@@ -59,8 +59,8 @@ async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> 
                 nursery.cancel_scope.cancel()
 
 
-async def test_a_write_cut_short_by_a_timeout_closes_the_connection_and_it_recovers() -> None:
-    """Half a frame may be on the wire: the link must be replaced, not reused."""
+async def test_a_publish_timing_out_midframe_leaves_the_frame_whole_and_the_link_usable() -> None:
+    """The timeout ends the wait, not the write: no half frame is left on the wire."""
     with trio.fail_after(30):
         async with (
             open_node("127.0.0.1:0") as node,
@@ -80,8 +80,6 @@ async def test_a_write_cut_short_by_a_timeout_closes_the_connection_and_it_recov
             with pytest.raises(AmopTimeoutError):
                 await client.publish("big", b"x" * (8 << 20), timeout=0.5)
             proxy.thaw()
-            with trio.fail_after(10):
-                while client.reconnects < 1:
-                    await trio.sleep(0.02)
-            assert await client.publish("big", b"abcdef", timeout=5) == b"abcd"
+            assert await client.publish("big", b"abcdef", timeout=10) == b"abcd"
+            assert client.reconnects == 0
             nursery.cancel_scope.cancel()

@@ -17,7 +17,6 @@ is answered with a 2.x result code and a UTF-8 error text, and logged.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from typing import Any, ClassVar
 
 import trio
 
-from .._errors import ConnectionLostError, EncodeError, WireError
+from .._errors import EncodeError, WireError
 from .._log import log_event
 from .._wire.channel import (
     HEARTBEAT_ANSWER,
@@ -52,7 +51,7 @@ from .._wire.status import Status
 from .._wire.ws import Frame, PacketType, decode_amop_body, encode_amop_body
 from .local import LocalHub, NodeStatistics, Session
 from .network import Network
-from .sdk import NodeLimits, Service
+from .sdk import NodeLimits, Service, send_soon
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -260,20 +259,16 @@ class ChannelService(Service):
             return
         session.requests += 1
         self.stats.unicasts += 1
-        nursery.start_soon(self._unicast, session, frame, body)
 
-    async def _unicast(
-        self, publisher: ChannelSession, frame: ChannelFrame, body: TopicBody
-    ) -> None:
-        try:
-            status, payload = await self.network.unicast(
-                body.topic, encode_amop_body(body.topic, body.data)
-            )
+        def answer(status: int, payload: bytes) -> None:
+            session.requests -= 1
             data = encode_topic_body(body.topic, payload) if status == 0 else payload
-            with contextlib.suppress(ConnectionLostError):  # the publisher left
-                await self._answer(publisher, frame, channel_result_from_status(status), data)
-        finally:
-            publisher.requests -= 1
+            reply = ChannelFrame(
+                ChannelType.AMOP_RESPONSE, frame.seq, channel_result_from_status(status), data
+            )
+            send_soon(session, encode_channel_frame(reply), nursery)
+
+        self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), answer)
 
     async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
         body = _decode_topic_body(frame.data)

@@ -1,9 +1,9 @@
 """The clients connected to this node: their sessions, topics and local delivery.
 
-``LocalHub`` knows every SDK session and the topic table, and delivers to
-them: a unicast to one random local subscriber after another until one
-answers, a multicast queued without waiting on every local subscriber's
-bounded outbox. It neither reads frames nor knows other nodes.
+``LocalHub`` knows every SDK session and the topic table, and fans
+multicasts out to them without waiting on any subscriber's bounded outbox
+(unicasts to them are ``unicast.LocalUnicast``). It neither reads frames nor
+knows other nodes.
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
 from .._errors import ConnectionLostError, WireError
 from .._log import log_event
 from .._transport.connection import FrameConnection, FrameTransport
-from .._util import Pending
 from .._wire.channel import ChannelVerifyRequest
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .._wire.ws import Frame, PacketType, encode_frame, new_seq
-from .router import TopicTable, choose_unicast
+from .router import TopicTable
+
+if TYPE_CHECKING:
+    from .unicast import LocalUnicast
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -58,7 +60,7 @@ class Session(FrameConnection):
         self.requests = 0
         self.dropped = 0
         #: node seqs of unicasts delivered to this session and not answered yet.
-        self.deliveries: dict[bytes, Pending[Frame]] = {}
+        self.deliveries: dict[bytes, LocalUnicast] = {}
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.name}>"
@@ -76,9 +78,9 @@ class Session(FrameConnection):
         return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
 
     def on_close(self, reason: str) -> None:
-        for waiter in self.deliveries.values():
-            waiter.fail(ConnectionLostError(f"subscriber {self.name} disconnected: {reason}"))
-        self.deliveries.clear()
+        deliveries, self.deliveries = self.deliveries, {}
+        for unicast in deliveries.values():  # each tries another subscriber
+            unicast.fail(ConnectionLostError(f"subscriber {self.name} disconnected: {reason}"))
 
 
 class LocalHub:
@@ -88,8 +90,10 @@ class LocalHub:
         self.table = TopicTable()
         self.sessions: dict[int, Session] = {}
         self.stats = stats
-        self._rng = rng
+        self.rng = rng
         self._session_ended = trio.Event()
+        #: Set when the node stops: unicasts in flight are dropped, not answered.
+        self.stopping = False
 
     def add(self, session: Session) -> None:
         self.sessions[session.id] = session
@@ -105,6 +109,7 @@ class LocalHub:
 
     async def close_all(self, timeout: float) -> None:
         """Close every session politely and wait, at most ``timeout``, for them to end."""
+        self.stopping = True
         for session in list(self.sessions.values()):
             session.close("node stopping", code=1001)
         with trio.move_on_after(timeout):
@@ -170,43 +175,3 @@ class LocalHub:
         if only is None:
             return len(subscribers)
         return sum(1 for s in subscribers if s in only)
-
-    async def unicast(
-        self, topic: str, body: bytes, only: set[int] | None = None
-    ) -> tuple[int, bytes]:
-        """Deliver to one local subscriber (of ``only``) after another until one answers.
-
-        Returns (status, reply); runs until cancelled by the caller's deadline.
-        """
-        tried: set[int] = set()
-        if only is not None:
-            tried.update(s for s in self.table.subscribers(topic) if s not in only)
-        last_status = Status.NO_SUBSCRIBER_CLIENT
-        while True:
-            sid = choose_unicast(self.table.subscribers(topic), tried, self._rng)
-            if sid is None:
-                return last_status, f"no local subscriber of {topic!r} answered".encode()
-            tried.add(sid)
-            target = self.sessions.get(sid)
-            reply = await self._deliver(target, body) if target is not None else None
-            if reply is not None and reply.status == 0:
-                return 0, reply.payload
-            if reply is not None and reply.status != Status.NO_SUBSCRIBER_CLIENT:
-                last_status = Status.SEND_FAILED
-
-    async def _deliver(self, target: Session, body: bytes) -> Frame | None:
-        """Send one unicast to ``target``; its reply, or None if it went away."""
-        seq = new_seq()
-        data = target.request_frame(seq, body)
-        if data is None:
-            return None
-        waiter: Pending[Frame] = Pending()
-        target.deliveries[seq] = waiter
-        try:
-            await target.send(data)
-            await waiter.event.wait()
-        except ConnectionLostError:
-            return None
-        finally:
-            target.deliveries.pop(seq, None)
-        return waiter.result

@@ -16,7 +16,9 @@ the request along the shortest path, and the subscriber's node answers back
 along its own shortest path. When routes change, requests in flight are sent
 again along the new path (the target node answers a repeated request id from
 its cache instead of delivering twice); when the target becomes unreachable
-or refuses, another node is tried until the publisher's deadline. Multicast
+or refuses, another node is tried until the publisher's deadline (each
+unicast is a ``unicast.RoutedUnicast``, moved on by whichever reader learns
+its outcome, and ended by ``deadlines``). Multicast
 travels once along the shortest-path tree towards the nodes that have
 subscribers; each node delivers a message id at most once.
 """
@@ -28,7 +30,7 @@ import random
 import ssl
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -38,7 +40,7 @@ from .._errors import AmopError, WireError
 from .._log import log_event
 from .._transport import websocket
 from .._transport.connection import FrameConnection
-from .._util import Pending, backoff_delay
+from .._util import Deadlines, backoff_delay
 from .._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.peer import (
     Hello,
@@ -55,7 +57,7 @@ from .._wire.ws import Frame, decode_amop_body, decode_frame, encode_frame, new_
 from .directory import Directory
 from .local import LocalHub, NodeStatistics
 from .private import PrivateTopics
-from .router import choose_weighted
+from .unicast import Answer, LocalUnicast, RoutedUnicast
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -111,8 +113,8 @@ class RemoteRequest:
 
     target: str
     packet: bytes
+    job: RoutedUnicast
     via: str | None = None
-    waiter: Pending[Frame] = field(default_factory=Pending)
 
 
 class _IdMemory:
@@ -172,7 +174,7 @@ class Network:
         self.max_frame_size = max_frame_size
         self.link_ping_interval = link_ping_interval
         self.link_ping_timeout = link_ping_timeout
-        self._rng = rng
+        self.rng = rng
         self._stats = stats
         self._epoch = time.time_ns()
         self._seq = 0
@@ -180,10 +182,11 @@ class Network:
         self._links_changed = trio.Event()
         self._directory_changed = trio.Event()
         self._remote: dict[bytes, RemoteRequest] = {}
+        #: Ends the unicasts in flight through this node at their deadlines.
+        self.deadlines = Deadlines()
         self._served = _IdMemory(MEMORY_OF_IDS)
         self._serving = 0
         self._seen_multicasts = _IdMemory(MEMORY_OF_IDS)
-        self._nursery: trio.Nursery | None = None
         self.private = PrivateTopics(hub.table)
         self.directory.update(self._own_state())
 
@@ -192,7 +195,7 @@ class Network:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dial the configured peers and keep the directory fresh, until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            nursery.start_soon(self.deadlines.run)
             nursery.start_soon(self._advertiser)
             nursery.start_soon(self._sweeper)
             nursery.start_soon(self._verifier)
@@ -360,10 +363,11 @@ class Network:
         """Re-send or fail the requests in flight whose path changed."""
         self._directory_changed.set()
         self._directory_changed = trio.Event()
-        for request in list(self._remote.values()):
+        for request_id, request in list(self._remote.items()):
             hop = self.directory.next_hop(request.target)
             if hop is None:
-                request.waiter.fail(AmopError(f"node {request.target[:12]} became unreachable"))
+                if self._remote.pop(request_id, None) is not None:
+                    request.job.fail(AmopError(f"node {request.target[:12]} became unreachable"))
             elif hop != request.via or request.via not in self.links:
                 self._send_toward(request)
 
@@ -388,52 +392,33 @@ class Network:
 
     # -- unicast --------------------------------------------------------------
 
-    async def unicast(self, topic: str, body: bytes) -> tuple[int, bytes]:
-        """Route a unicast to one subscriber anywhere in the network: (status, reply)."""
-        deadline = trio.current_time() + self.request_timeout
-        tried: set[str] = set()
-        last_status: int = Status.NO_SUBSCRIBER_CLIENT
-        with trio.move_on_after(self.request_timeout):
-            while True:
-                counts = self.directory.subscriber_counts(topic)
-                local = self.hub.subscriber_count(topic)
-                if local:
-                    counts[self.node_id] = local
-                for node in tried:
-                    counts.pop(node, None)
-                if not counts:
-                    if not tried:
-                        return Status.NO_SUBSCRIBER_NODE, f"no subscriber for {topic!r}".encode()
-                    return last_status, f"no subscriber of {topic!r} answered".encode()
-                node = choose_weighted(counts, self._rng)
-                tried.add(node)
-                if node == self.node_id:
-                    status, data = await self.hub.unicast(topic, body)
-                else:
-                    status, data = await self._remote_unicast(node, body, deadline)
-                if status == 0:
-                    return 0, data
-                last_status = status
-        return Status.TIMEOUT, f"no reply on {topic!r} within {self.request_timeout:g} s".encode()
+    def unicast(self, topic: str, body: bytes, answer: Answer) -> None:
+        """Route a unicast to one subscriber anywhere in the network.
 
-    async def _remote_unicast(self, node: str, body: bytes, deadline: float) -> tuple[int, bytes]:
+        ``answer(status, data)`` is called once, from whichever task learns the
+        outcome (possibly this one, at once).
+        """
+        job = RoutedUnicast(self, topic, body, answer, trio.current_time() + self.request_timeout)
+        self.deadlines.add(job.deadline, job)
+        job.attempt()
+
+    def send_remote(self, job: RoutedUnicast, node: str) -> bool:
+        """Send ``job`` to ``node``; False if there is no route to it."""
         request_id = new_seq()
-        remaining_ms = max(1, int((deadline - trio.current_time()) * 1000))
-        unicast = PeerUnicast(self.node_id, node, remaining_ms, body)
+        remaining_ms = max(1, int((job.deadline - trio.current_time()) * 1000))
+        unicast = PeerUnicast(self.node_id, node, remaining_ms, job.body)
         request = RemoteRequest(
-            node, encode_frame(Frame(PeerType.UNICAST, request_id, unicast.encode()))
+            node, encode_frame(Frame(PeerType.UNICAST, request_id, unicast.encode())), job
         )
+        if not self._send_toward(request):
+            return False
         self._remote[request_id] = request
-        try:
-            if not self._send_toward(request):
-                return Status.SEND_FAILED, f"no route to node {node[:12]}".encode()
-            await request.waiter.event.wait()
-        finally:
-            self._remote.pop(request_id, None)
-        if request.waiter.error is not None or request.waiter.result is None:
-            return Status.SEND_FAILED, str(request.waiter.error).encode()
-        answer = request.waiter.result
-        return answer.status, PeerReply.decode(answer.payload).data
+        job.request_id = request_id
+        return True
+
+    def forget_remote(self, request_id: bytes) -> None:
+        """Stop waiting for another node's answer to ``request_id``."""
+        self._remote.pop(request_id, None)
 
     def _send_toward(self, request: RemoteRequest) -> bool:
         hop = self.directory.next_hop(request.target)
@@ -468,34 +453,29 @@ class Network:
             )
             return
         self._served.put(frame.seq)
-        assert self._nursery is not None
         self._serving += 1
-        self._nursery.start_soon(self._serve_unicast, frame.seq, unicast)
+        self._serve_unicast(frame.seq, unicast)
 
-    async def _serve_unicast(self, request_id: bytes, unicast: PeerUnicast) -> None:
-        try:
-            await self._deliver_unicast(request_id, unicast)
-        finally:
+    def _serve_unicast(self, request_id: bytes, unicast: PeerUnicast) -> None:
+        """Deliver a unicast another node sent here; its answer goes back to that node."""
+
+        def answer(status: int, data: bytes) -> None:
             self._serving -= 1
+            reply = PeerReply(unicast.origin, data)
+            frame = encode_frame(Frame(PeerType.REPLY, request_id, reply.encode(), status=status))
+            self._served.put(request_id, frame)
+            self._send_reply(unicast.origin, frame)
 
-    async def _deliver_unicast(self, request_id: bytes, unicast: PeerUnicast) -> None:
-        timeout = min(unicast.deadline_ms / 1000, self.request_timeout)
-        status: int = Status.TIMEOUT
-        data = f"no local subscriber answered within {timeout:g} s".encode()
         try:
             topic = decode_amop_body(unicast.body).topic
         except WireError as exc:
-            status, data = Status.INVALID_REQUEST, str(exc).encode()
-        else:
-            self._stats.unicasts += 1
-            with trio.move_on_after(timeout):
-                status, data = await self.hub.unicast(
-                    topic, unicast.body, self.private.allowed(topic)
-                )
-        reply = PeerReply(unicast.origin, data)
-        answer = encode_frame(Frame(PeerType.REPLY, request_id, reply.encode(), status=status))
-        self._served.put(request_id, answer)
-        self._send_reply(unicast.origin, answer)
+            answer(Status.INVALID_REQUEST, str(exc).encode())
+            return
+        self._stats.unicasts += 1
+        job = LocalUnicast(self.hub, topic, unicast.body, answer, self.private.allowed(topic))
+        timeout = min(unicast.deadline_ms / 1000, self.request_timeout)
+        self.deadlines.add(trio.current_time() + timeout, job)
+        job.attempt()
 
     def _send_reply(self, origin: str, answer: bytes) -> None:
         hop = self.directory.next_hop(origin)
@@ -506,9 +486,10 @@ class Network:
     def _on_reply(self, frame: Frame) -> None:
         reply = PeerReply.decode(frame.payload)
         if reply.target == self.node_id:
-            request = self._remote.get(frame.seq)
+            request = self._remote.pop(frame.seq, None)
             if request is not None:
-                request.waiter.resolve(frame)
+                request.job.request_id = None
+                request.job.outcome(frame.status, reply.data)
             return
         forwarded = PeerReply(reply.target, reply.data, reply.hop - 1)
         self._forward(

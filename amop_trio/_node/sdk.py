@@ -28,7 +28,6 @@ from .._wire.status import Status
 from .._wire.ws import (
     DEFAULT_MAX_FRAME_SIZE,
     EXT_RESPONSE,
-    AmopBody,
     Frame,
     HandshakeRequest,
     HandshakeResponse,
@@ -68,6 +67,17 @@ class NodeLimits:
 
 
 Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]
+
+
+def send_soon(session: Session, data: bytes, nursery: trio.Nursery) -> None:
+    """Send now if the session's outbox has room, else as soon as it has (if it lives on)."""
+    if not session.send_nowait(data) and not session.closed:
+        nursery.start_soon(_send_later, session, data)
+
+
+async def _send_later(session: Session, data: bytes) -> None:
+    with contextlib.suppress(ConnectionLostError):  # the publisher left
+        await session.send(data)
 
 
 class Service:
@@ -175,15 +185,15 @@ class SdkService(Service):
             return
         session.requests += 1
         self.stats.unicasts += 1
-        nursery.start_soon(self._unicast, session, frame, body)
 
-    async def _unicast(self, publisher: Session, frame: Frame, body: AmopBody) -> None:
-        try:
-            status, payload = await self.network.unicast(body.topic, frame.payload)
-            with contextlib.suppress(ConnectionLostError):  # the publisher left
-                await self._answer(publisher, frame, status, payload)
-        finally:
-            publisher.requests -= 1
+        def answer(status: int, payload: bytes) -> None:
+            session.requests -= 1
+            reply = Frame(
+                PacketType.AMOP_RESPONSE, frame.seq, payload, status=status, ext=EXT_RESPONSE
+            )
+            send_soon(session, encode_frame(reply), nursery)
+
+        self.network.unicast(body.topic, frame.payload, answer)
 
     async def _on_broadcast(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
         body = decode_amop_body(frame.payload)

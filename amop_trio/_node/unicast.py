@@ -1,0 +1,219 @@
+"""Unicasts in flight through this node, each a small state machine.
+
+A unicast is tried on one subscriber after another until one answers, the
+candidates run out or the deadline passes. Nothing waits on it: ``attempt``
+sends it to a subscriber not tried yet, and whoever learns the outcome moves
+it on. The reader that receives the subscriber's reply calls ``resolve``,
+which answers the publisher at once from that reader; a subscriber leaving
+or a route breaking calls ``fail``, which tries the next one; the node's
+``Deadlines`` calls ``expire``. So a round trip costs no task, no cancel
+scope and no hand-off between tasks in the node.
+
+``answer(status, data)`` is called exactly once; ``status`` is 0 with the
+subscriber's reply, or a ``Status`` code with a UTF-8 reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._errors import AmopError
+from .._wire.status import Status
+from .._wire.ws import Frame, new_seq
+from .router import choose_unicast, choose_weighted
+
+if TYPE_CHECKING:
+    from .local import LocalHub
+    from .network import Network
+
+#: Where a unicast's outcome goes: ``answer(status, data)``.
+Answer = Callable[[int, bytes], None]
+
+
+class LocalUnicast:
+    """A unicast delivered to this node's own subscribers of ``topic`` (of ``only``, if set)."""
+
+    __slots__ = ("_registered", "answer", "body", "done", "hub", "last_status", "topic", "tried")
+
+    def __init__(
+        self,
+        hub: LocalHub,
+        topic: str,
+        body: bytes,
+        answer: Answer,
+        only: set[int] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.topic = topic
+        self.body = body
+        self.answer = answer
+        self.done = False
+        self.last_status: int = Status.NO_SUBSCRIBER_CLIENT
+        self.tried: set[int] = set()
+        if only is not None:
+            self.tried.update(s for s in hub.table.subscribers(topic) if s not in only)
+        #: The ``deliveries`` dict of the session holding this unicast, and its key there.
+        self._registered: tuple[dict[bytes, LocalUnicast], bytes] | None = None
+
+    def attempt(self) -> None:
+        """Send to a local subscriber not tried yet; if none is left, answer the last failure."""
+        hub = self.hub
+        while not self.done:
+            sid = choose_unicast(hub.table.subscribers(self.topic), self.tried, hub.rng)
+            if sid is None:
+                self.finish(
+                    self.last_status, f"no local subscriber of {self.topic!r} answered".encode()
+                )
+                return
+            self.tried.add(sid)
+            target = hub.sessions.get(sid)
+            if target is None or target.closed:
+                continue
+            seq = new_seq()
+            data = target.request_frame(seq, self.body)
+            if data is None:
+                continue
+            if not target.send_nowait(data):  # its outbox is full: busy
+                self.last_status = Status.SEND_FAILED
+                continue
+            target.deliveries[seq] = self
+            self._registered = (target.deliveries, seq)
+            return
+
+    def resolve(self, reply: Frame) -> None:
+        """The subscriber answered (or refused, with a status)."""
+        self._registered = None
+        if reply.status == 0:
+            self.finish(0, reply.payload)
+            return
+        if reply.status != Status.NO_SUBSCRIBER_CLIENT:
+            self.last_status = Status.SEND_FAILED
+        self.attempt()
+
+    def fail(self, error: AmopError) -> None:
+        """The subscriber went away before answering: try another (unless the node stops)."""
+        self._registered = None
+        if self.hub.stopping:  # its publisher is about to lose its connection too
+            self.done = True
+            return
+        self.attempt()
+
+    def expire(self) -> None:
+        reason = f"no local subscriber of {self.topic!r} answered in time"
+        self.finish(Status.TIMEOUT, reason.encode())
+
+    def finish(self, status: int, data: bytes) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._registered is not None:
+            deliveries, seq = self._registered
+            deliveries.pop(seq, None)
+            self._registered = None
+        self.body = b""
+        self.answer(status, data)
+
+
+class RoutedUnicast:
+    """A unicast from a publisher on this node, to one subscriber anywhere in the network.
+
+    Nodes are picked with probability proportional to their subscribers of
+    the topic, so every subscriber of the network is equally likely; a node
+    that fails is not picked again.
+    """
+
+    __slots__ = (
+        "answer",
+        "body",
+        "deadline",
+        "done",
+        "last_status",
+        "local",
+        "network",
+        "request_id",
+        "topic",
+        "tried",
+    )
+
+    def __init__(
+        self, network: Network, topic: str, body: bytes, answer: Answer, deadline: float
+    ) -> None:
+        self.network = network
+        self.topic = topic
+        self.body = body
+        self.answer = answer
+        self.deadline = deadline
+        self.done = False
+        self.last_status: int = Status.NO_SUBSCRIBER_CLIENT
+        self.tried: set[str] = set()
+        #: The local part while this node's own subscribers are being tried.
+        self.local: LocalUnicast | None = None
+        #: The id under which another node has it, while one does.
+        self.request_id: bytes | None = None
+
+    def attempt(self) -> None:
+        """Send to a node not tried yet; answer with the last failure if none is left."""
+        network = self.network
+        while not self.done:
+            counts = network.directory.subscriber_counts(self.topic)
+            local = network.hub.subscriber_count(self.topic)
+            if local:
+                counts[network.node_id] = local
+            for node in self.tried:
+                counts.pop(node, None)
+            if not counts:
+                if not self.tried:
+                    self.finish(
+                        Status.NO_SUBSCRIBER_NODE, f"no subscriber for {self.topic!r}".encode()
+                    )
+                else:
+                    self.finish(
+                        self.last_status, f"no subscriber of {self.topic!r} answered".encode()
+                    )
+                return
+            node = choose_weighted(counts, network.rng)
+            self.tried.add(node)
+            if node == network.node_id:
+                self.local = LocalUnicast(network.hub, self.topic, self.body, self._local_outcome)
+                self.local.attempt()
+                return
+            if network.send_remote(self, node):
+                return
+            self.last_status = Status.SEND_FAILED
+
+    def _local_outcome(self, status: int, data: bytes) -> None:
+        self.local = None
+        self.outcome(status, data)
+
+    def outcome(self, status: int, data: bytes) -> None:
+        """What the node tried last said: done on success, else the next node."""
+        if self.done:
+            return
+        if status == 0:
+            self.finish(0, data)
+            return
+        self.last_status = status
+        self.attempt()
+
+    def fail(self, error: AmopError) -> None:
+        """The node tried last became unreachable."""
+        self.request_id = None
+        self.outcome(Status.SEND_FAILED, str(error).encode())
+
+    def expire(self) -> None:
+        timeout = self.network.request_timeout
+        self.finish(Status.TIMEOUT, f"no reply on {self.topic!r} within {timeout:g} s".encode())
+
+    def finish(self, status: int, data: bytes) -> None:
+        if self.done:
+            return
+        self.done = True
+        local, self.local = self.local, None
+        if local is not None:
+            local.finish(Status.TIMEOUT, b"")  # its outcome is ignored: this one is done
+        if self.request_id is not None:
+            self.network.forget_remote(self.request_id)
+            self.request_id = None
+        self.body = b""
+        self.answer(status, data)
