@@ -718,14 +718,17 @@ class AmopClient:
         while True:
             event = link.decode(await link.sock.receive())
             if isinstance(event, Delivery):
-                await self._deliver(link, event)
+                refusal = self._deliver(link, event)
+                if refusal is not None:
+                    await link.send(refusal)
             elif isinstance(event, Answer):
                 if not link.resolve(event):
                     log_event(logger, logging.DEBUG, "frame_ignored", status=event.status)
             elif isinstance(event, ChannelVerifyRequest) and self._nursery is not None:
                 self._nursery.start_soon(self._verify_subscriber, event)
 
-    async def _deliver(self, link: Link, delivery: Delivery) -> None:
+    def _deliver(self, link: Link, delivery: Delivery) -> bytes | None:
+        """Queue a message on its subscriptions; the frame refusing a unicast nobody took."""
         kind = MessageKind.MULTICAST if delivery.multicast else MessageKind.UNICAST
         topic = delivery.topic
         shown = topic.removeprefix(PRIVATE_PREFIX)
@@ -742,16 +745,17 @@ class AmopClient:
                         dropped=sub._dropped,
                         reason="subscription queue full",
                     )
-            return
+            return None
         if not subs:
             status = Status.NO_SUBSCRIBER_CLIENT
         else:
             candidates = list(subs)
-            random.shuffle(candidates)
+            if len(candidates) > 1:
+                random.shuffle(candidates)
             if any(sub._offer(message) for sub in candidates):
-                return
+                return None
             status = Status.SEND_FAILED
-        await link.send(message._reply_frame(b"", status))
+        return message._reply_frame(b"", status)
 
 
 async def _answer_challenges(challenges: Subscription, key: ec.EllipticCurvePrivateKey) -> None:

@@ -418,6 +418,8 @@ class Settings:
     flood_count: int = 100_000
     flood_seconds: float = 40.0
     flood_window: int = 16
+    #: Interleaved rounds of the side-by-side round trip (``rtt_count`` split among them).
+    side_rounds: int = 10
     progress: bool = True
     quick: bool = False
 
@@ -438,6 +440,7 @@ QUICK = Settings(
     memory_clients=100,
     flood_count=3_000,
     flood_seconds=5.0,
+    side_rounds=2,
     quick=True,
 )
 

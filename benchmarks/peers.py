@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +139,12 @@ async def one_way_asyncio(
 # -- NATS ------------------------------------------------------------------------------
 
 
-async def _nats(port: int, settings: Settings) -> list[Result]:
+@contextlib.asynccontextmanager
+async def nats_rtt(port: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A request/reply round trip through nats-server: publish on A, the reply comes on B."""
     import nats  # type: ignore[import-not-found]
 
     url = f"nats://{HOST}:{port}"
-    results = []
     pub = await nats.connect(url)
     resp = await nats.connect(url)
     try:
@@ -161,31 +162,46 @@ async def _nats(port: int, settings: Settings) -> list[Result]:
             await pub.publish("A", data)
             await replies.next_msg(timeout=5)
 
-        samples = await measure_sequential("nats rtt 256 B", roundtrip, settings)
-        results.append(latency_result("nats", "rtt", PAYLOAD, samples, hops=1))
+        yield roundtrip
+    finally:
+        await pub.close()
+        await resp.close()
 
+
+async def _nats(port: int, settings: Settings) -> list[Result]:
+    import nats
+
+    async with nats_rtt(port) as roundtrip:
+        samples = await measure_sequential("nats rtt 256 B", roundtrip, settings)
+    results = [latency_result("nats", "rtt", PAYLOAD, samples, hops=1)]
+
+    url = f"nats://{HOST}:{port}"
+    pub = await nats.connect(url)
+    sub_conn = await nats.connect(url)
+    try:
         received, last = [0], [0]
 
         async def count(_msg: Any) -> None:
             received[0] += 1
             last[0] = time.perf_counter_ns()
 
-        sub = await resp.subscribe("T", cb=count, pending_msgs_limit=10 * settings.throughput_count)
-        await resp.flush()
+        await sub_conn.subscribe("T", cb=count, pending_msgs_limit=10 * settings.throughput_count)
+        await sub_conn.flush()
 
         async def send(message: bytes) -> None:
             await pub.publish("T", message)
 
         figures = await one_way_asyncio("nats one-way 256 B", send, received, settings, last)
-        await sub.unsubscribe()
         results.append(Result("nats", "one-way 1→1", PAYLOAD, figures, THROUGHPUT, 1))
     finally:
         await pub.close()
-        await resp.close()
+        await sub_conn.close()
     return results
 
 
-def bench_nats(settings: Settings) -> list[Result]:
+@contextlib.contextmanager
+def nats_server() -> Iterator[int]:
+    """A nats-server on a free port; ``Skip`` when it or nats-py is not installed."""
     binary = find_binary("nats-server")
     if binary is None:
         raise Skip("nats-server not installed")
@@ -193,21 +209,27 @@ def bench_nats(settings: Settings) -> list[Result]:
         raise Skip("nats-py not installed (pip install nats-py)")
     port = free_port()
     with server_process([binary, "-a", HOST, "-p", str(port)], port):
+        yield port
+
+
+def bench_nats(settings: Settings) -> list[Result]:
+    with nats_server() as port:
         return asyncio.run(_nats(port, settings))
 
 
 # -- Redis -----------------------------------------------------------------------------
 
 
-async def _redis(port: int, settings: Settings) -> list[Result]:
+@contextlib.asynccontextmanager
+async def redis_rtt(port: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A request/reply round trip through Redis pub/sub: publish on A, the reply comes on B."""
     import redis.asyncio as aioredis  # type: ignore[import-not-found]
 
-    results = []
     pub = aioredis.Redis(host=HOST, port=port)
     resp = aioredis.Redis(host=HOST, port=port)
     resp_ps = resp.pubsub()
     pub_ps = pub.pubsub()
-    tasks: list[asyncio.Task[Any]] = []
+    task: asyncio.Task[Any] | None = None
     try:
         await resp_ps.subscribe("A")
         await pub_ps.subscribe("B")
@@ -220,7 +242,7 @@ async def _redis(port: int, settings: Settings) -> list[Result]:
                 if message["type"] == "message":
                     await resp.publish("B", message["data"])
 
-        tasks.append(asyncio.create_task(responder()))
+        task = asyncio.create_task(responder())
         data = bytes(PAYLOAD)
 
         async def roundtrip() -> None:
@@ -232,11 +254,30 @@ async def _redis(port: int, settings: Settings) -> list[Result]:
                     return
             raise TimeoutError("no reply from the redis responder")
 
-        samples = await measure_sequential("redis rtt 256 B", roundtrip, settings)
-        results.append(latency_result("redis", "rtt", PAYLOAD, samples, hops=1))
+        yield roundtrip
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for closer in (resp_ps.aclose, pub_ps.aclose, pub.aclose, resp.aclose):
+            with contextlib.suppress(Exception):
+                await closer()
 
+
+async def _redis(port: int, settings: Settings) -> list[Result]:
+    import redis.asyncio as aioredis
+
+    async with redis_rtt(port) as roundtrip:
+        samples = await measure_sequential("redis rtt 256 B", roundtrip, settings)
+    results = [latency_result("redis", "rtt", PAYLOAD, samples, hops=1)]
+
+    pub = aioredis.Redis(host=HOST, port=port)
+    sub = aioredis.Redis(host=HOST, port=port)
+    sub_ps = sub.pubsub()
+    task: asyncio.Task[Any] | None = None
+    try:
         received, last = [0], [0]
-        sub_ps = resp.pubsub()
         await sub_ps.subscribe("T")
         while await sub_ps.get_message(timeout=1) is None:
             pass
@@ -247,27 +288,27 @@ async def _redis(port: int, settings: Settings) -> list[Result]:
                     received[0] += 1
                     last[0] = time.perf_counter_ns()
 
-        tasks.append(asyncio.create_task(count()))
+        task = asyncio.create_task(count())
 
         async def send(message: bytes) -> None:
             await pub.publish("T", message)
 
         figures = await one_way_asyncio("redis one-way 256 B", send, received, settings, last)
         results.append(Result("redis", "one-way 1→1", PAYLOAD, figures, THROUGHPUT, 1))
-        await sub_ps.aclose()
     finally:
-        for task in tasks:
+        if task is not None:
             task.cancel()
-        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        for closer in (resp_ps.aclose, pub_ps.aclose, pub.aclose, resp.aclose):
+        for closer in (sub_ps.aclose, pub.aclose, sub.aclose):
             with contextlib.suppress(Exception):
                 await closer()
     return results
 
 
-def bench_redis(settings: Settings) -> list[Result]:
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A redis-server on a free port; ``Skip`` when it or redis-py is not installed."""
     binary = find_binary("redis-server")
     if binary is None:
         raise Skip("redis-server not installed")
@@ -289,7 +330,12 @@ def bench_redis(settings: Settings) -> list[Result]:
             workdir,
         ]
         with server_process(argv, port):
-            return asyncio.run(_redis(port, settings))
+            yield port
+
+
+def bench_redis(settings: Settings) -> list[Result]:
+    with redis_server() as port:
+        return asyncio.run(_redis(port, settings))
 
 
 # -- MQTT --------------------------------------------------------------------------------
@@ -314,10 +360,11 @@ def _mqtt_subscribe(client: Any, topic: str) -> None:
         raise RuntimeError(f"mqtt subscription to {topic} not acknowledged")
 
 
-def _mqtt(port: int, settings: Settings) -> list[Result]:
+@contextlib.contextmanager
+def mqtt_rtt(port: int) -> Iterator[Callable[[], Awaitable[None]]]:
+    """A request/reply round trip through mosquitto (QoS 0): publish on A, the reply on B."""
     import paho.mqtt.client as mqtt  # type: ignore[import-not-found]
 
-    results = []
     clients: list[Any] = []
     try:
         pub = _mqtt_client(mqtt, "bench-pub", port)
@@ -337,9 +384,29 @@ def _mqtt(port: int, settings: Settings) -> list[Result]:
             if not got.wait(5):
                 raise TimeoutError("no reply from the mqtt responder")
 
-        samples = asyncio.run(measure_sequential("mosquitto rtt 256 B", roundtrip, settings))
-        results.append(latency_result("mosquitto", "rtt", PAYLOAD, samples, hops=1))
+        yield roundtrip
+    finally:
+        _mqtt_close(clients)
 
+
+def _mqtt_close(clients: list[Any]) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+            client.loop_stop()
+
+
+def _mqtt(port: int, settings: Settings) -> list[Result]:
+    import paho.mqtt.client as mqtt
+
+    with mqtt_rtt(port) as roundtrip:
+        samples = asyncio.run(measure_sequential("mosquitto rtt 256 B", roundtrip, settings))
+    results = [latency_result("mosquitto", "rtt", PAYLOAD, samples, hops=1)]
+
+    clients: list[Any] = []
+    try:
+        pub = _mqtt_client(mqtt, "bench-pub", port)
+        clients.append(pub)
         received, last = [0], [0]
         lock = threading.Lock()
 
@@ -361,14 +428,13 @@ def _mqtt(port: int, settings: Settings) -> list[Result]:
         )
         results.append(Result("mosquitto", "one-way 1→1", PAYLOAD, figures, THROUGHPUT, 1))
     finally:
-        for client in clients:
-            with contextlib.suppress(Exception):
-                client.disconnect()
-                client.loop_stop()
+        _mqtt_close(clients)
     return results
 
 
-def bench_mosquitto(settings: Settings) -> list[Result]:
+@contextlib.contextmanager
+def mosquitto_server() -> Iterator[int]:
+    """A mosquitto broker on a free port; ``Skip`` when it or paho-mqtt is not installed."""
     binary = find_binary("mosquitto")
     if binary is None:
         raise Skip("mosquitto not installed")
@@ -381,7 +447,12 @@ def bench_mosquitto(settings: Settings) -> list[Result]:
             f"listener {port} {HOST}\nallow_anonymous true\npersistence false\nlog_dest none\n"
         )
         with server_process([binary, "-c", str(conf)], port):
-            return _mqtt(port, settings)
+            yield port
+
+
+def bench_mosquitto(settings: Settings) -> list[Result]:
+    with mosquitto_server() as port:
+        return _mqtt(port, settings)
 
 
 # -- everything --------------------------------------------------------------------------

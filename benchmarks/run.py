@@ -1,8 +1,9 @@
-"""Run the whole benchmark suite: floors, amop_trio, peers; print, save, plot.
+"""Run the whole benchmark suite: floors, amop_trio, peers, side by side; print, save, plot.
 
     python benchmarks/run.py                  # everything (a few minutes)
     python benchmarks/run.py --quick          # small counts, a smoke test (well under 60 s)
     python benchmarks/run.py --only floors,amop
+    python benchmarks/run.py --only side      # the interleaved round-trip comparison alone
 
 Every amop_trio (and peer) figure is shown next to its floor: request/reply
 latency through N nodes against the trio-websocket forwarder with N hops,
@@ -27,7 +28,9 @@ if str(HERE) not in sys.path:
 import _harness as h  # noqa: E402
 import trio  # noqa: E402
 
-SECTIONS = ("floors", "amop", "peers")
+SECTIONS = ("floors", "amop", "peers", "side")
+#: The scenario name of ``side_by_side`` results.
+SIDE_BY_SIDE = "rtt side by side"
 
 
 # -- matching a figure with its floor --------------------------------------------------------
@@ -163,6 +166,32 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
         rows,
     )
 
+    side = [r for r in results if r.scenario == SIDE_BY_SIDE]
+    ours = next((r for r in side if r.system == "amop_trio"), None)
+    rows = []
+    for r in side:
+        f = r.figures
+        versus = "-"
+        if ours is not None and r is not ours:
+            versus = f"{ours.figures['p50_us'] / f['p50_us']:.2f}x"
+        rows.append(
+            [
+                r.system,
+                f.get("p50_us"),
+                f.get("p90_us"),
+                f.get("p99_us"),
+                f.get("n"),
+                f"{f.get('rounds_won')}/{f.get('rounds')}",
+                versus,
+            ]
+        )
+    h.print_table(
+        "side by side: 256 B unicast round trip, µs, interleaved rounds "
+        "(amop_trio p50 / system p50; <1 means amop_trio is faster)",
+        ["system", "p50", "p90", "p99", "n", "rounds won", "amop_trio vs"],
+        rows,
+    )
+
     rows = [
         [r.system, r.scenario, h.fmt_payload(r.payload), r.figures.get("ns_per_frame")]
         for r in results
@@ -200,23 +229,34 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    # 1. Latency CDF of sequential request/reply, 256 B, per system.
-    fig, ax = plt.subplots(figsize=(8, 5))
+    # 1. Latency CDF of sequential request/reply, 256 B, per system: each in its own
+    #    section (left), and in interleaved rounds (right).
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for r in results:
-        if r.kind != h.LATENCY or base_scenario(r.scenario) != "rtt" or r.payload != 256:
+        if r.kind != h.LATENCY or r.payload != 256 or not r.samples_ns:
             continue
-        if not r.samples_ns:
+        if r.scenario == SIDE_BY_SIDE:
+            ax, label = right, r.system
+        elif base_scenario(r.scenario) == "rtt":
+            ax = left
+            label = r.system if r.scenario == "rtt" else f"{r.system} {r.scenario}"
+        else:
             continue
         values = sorted(s / 1e3 for s in r.samples_ns)
         n = len(values)
-        label = r.system if r.scenario == "rtt" else f"{r.system} {r.scenario}"
         ax.plot(values, [(i + 1) / n for i in range(n)], label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("round trip, µs (log)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_title("request/reply latency CDF, 256 B, one request at a time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, title in (
+        (left, "each system in its own section"),
+        (right, "side by side, interleaved rounds"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xlabel("round trip, µs (log)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle("request/reply latency CDF, 256 B, one request at a time")
     path = out_dir / "latency_cdf.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -305,7 +345,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help="comma-separated sections to run: floors,amop,peers (default: all)",
+        help="comma-separated sections to run: floors,amop,peers,side (default: all)",
     )
     parser.add_argument(
         "--topologies",
@@ -355,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         peer_results, peer_notes = peers.run_peers(settings)
         results += peer_results
         notes += peer_notes
+    if "side" in args.sections:
+        import side_by_side
+
+        side_results, side_notes = side_by_side.run_side_by_side(settings)
+        results += side_results
+        notes += side_notes
 
     elapsed = time.monotonic() - started
     notes.append(f"{'quick' if args.quick else 'full'} run took {elapsed:.0f} s")

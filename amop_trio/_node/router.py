@@ -77,4 +77,6 @@ def choose_weighted(counts: dict[str, int], rng: random.Random | None = None) ->
     network equally likely, whichever node it is connected to.
     """
     nodes = list(counts)
+    if len(nodes) == 1:
+        return nodes[0]
     return (rng or random).choices(nodes, weights=[counts[n] for n in nodes])[0]
