@@ -81,12 +81,14 @@ class Deadlines:
     A trio cancel scope per request costs about as much as the rest of a
     request's bookkeeping; here a request costs a heap push. Entries of
     requests that ended early are dropped when they reach the top, or all at
-    once when they outnumber the live ones, so the heap stays proportional to
-    what is pending.
+    once when the heap has doubled since the last sweep, so it stays
+    proportional to what is pending and ended requests die young (long-lived
+    leftovers would end up in the garbage collector's oldest generation and
+    set off full collections).
     """
 
-    #: Entries below which the heap is never compacted.
-    COMPACT_FLOOR = 4096
+    #: Entries below which the heap is not swept.
+    COMPACT_FLOOR = 64
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Expiring]] = []
