@@ -135,7 +135,9 @@ class Message:
         if self._replied:
             raise AmopError(f"this message on topic {self.topic!r} has already been answered")
         self._replied = True
-        await self._link.send(self._reply_frame(as_bytes(data)))
+        frame = self._reply_frame(as_bytes(data))
+        if not self._link.send_nowait(frame):  # the outbox is full: wait for room
+            await self._link.send(frame)
 
     def _settle(self, status: int = 0) -> None:
         """Answer with an empty reply (or a failure status) if nobody did; never blocks."""

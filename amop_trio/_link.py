@@ -125,7 +125,7 @@ class Link(FrameConnection):
             self.deadlines.add(deadline, waiter)
         try:
             await self._send_by(frame, deadline)
-            await waiter.event.wait()
+            await waiter.wait()
         finally:
             self.pending.pop(seq, None)
         if waiter.error is not None:

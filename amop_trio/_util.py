@@ -130,29 +130,47 @@ class Deadlines:
 class Pending(Generic[T]):
     """One request awaiting its answer: resolved with a result or failed with an error.
 
+    One task may ``wait``; it is woken directly rather than through an
+    ``Event``'s parking lot, a little less work on every round trip.
     ``expire`` fails it with ``AmopTimeoutError`` (see ``Deadlines``).
     """
 
-    __slots__ = ("error", "event", "result")
+    __slots__ = ("_task", "done", "error", "result")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
         self.result: T | None = None
         self.error: AmopError | None = None
+        self.done = False
+        self._task: trio.lowlevel.Task | None = None
 
     def resolve(self, result: T) -> None:
-        if not self.event.is_set():
+        if not self.done:
             self.result = result
-            self.event.set()
+            self._finish()
 
     def fail(self, error: AmopError) -> None:
-        if not self.event.is_set():
+        if not self.done:
             self.error = error
-            self.event.set()
-
-    @property
-    def done(self) -> bool:
-        return self.event.is_set()
+            self._finish()
 
     def expire(self) -> None:
         self.fail(AmopTimeoutError("no answer in time"))
+
+    def _finish(self) -> None:
+        self.done = True
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Return once resolved or failed (at once if it already is)."""
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)

@@ -32,6 +32,8 @@ from amop_trio import (
     open_node,
 )
 
+from .proxy import open_proxy
+
 LOOPBACK = "127.0.0.1:0"
 
 
@@ -453,6 +455,35 @@ async def test_in_flight_publish_fails_fast_when_node_goes_away() -> None:
                 assert elapsed < 3, elapsed
                 inner.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_subscriber_cut_off_midrequest_has_its_unicast_go_to_another() -> None:
+    """The node notices the chosen subscriber's connection die and tries the next one."""
+    with trio.fail_after(20):
+        async with (
+            open_node(LOOPBACK) as node,
+            open_proxy(node.port) as proxy,
+            open_amop(proxy.endpoint, ping_interval=30) as doomed,
+            open_amop(node.endpoint) as healthy,
+            open_amop(node.endpoint) as publisher,
+            trio.open_nursery() as servers,
+        ):
+            received = trio.Event()
+            await servers.start(holder, doomed, "handover", received)
+            await servers.start(replier, healthy, "handover", partial(answer_with, b"healthy"))
+            await wait_until(lambda: len(node.table.subscribers("handover")) == 2)
+
+            async def cut_once_delivered() -> None:
+                await received.wait()
+                proxy.sever()
+
+            servers.start_soon(cut_once_delivered)
+            replies = []
+            while not received.is_set():  # the node picks at random: until the doomed one got one
+                replies.append(await publisher.publish("handover", b"q", timeout=5))
+            assert set(replies) == {b"healthy"}
+            assert node.statistics().unicasts == len(replies)
+            servers.cancel_scope.cancel()
 
 
 # -- 10. unreachable endpoint ---------------------------------------------------------

@@ -51,7 +51,7 @@ async def test_a_pending_request_expires_as_a_timeout(
         deadlines.add(trio.current_time() + 1, answered)
         deadlines.add(trio.current_time() + 1, unanswered)
         answered.resolve(b"reply")
-        await unanswered.event.wait()
+        await unanswered.wait()
         nursery.cancel_scope.cancel()
     assert answered.result == b"reply"
     assert answered.error is None
