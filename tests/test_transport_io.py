@@ -7,6 +7,7 @@ halfway must leave the connection refusing further writes.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -130,3 +131,17 @@ async def test_a_closed_peer_is_a_lost_connection() -> None:
             await trio.sleep(0.001)
         assert lost is not None
         assert "broken" in str(lost)
+
+
+async def test_a_reset_peer_closes_only_its_connection_when_sent_to_without_waiting() -> None:
+    async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
+        conn = FrameConnection(StreamSocket(ours, remote="peer"), name="peer", outbox_size=64)
+        nursery.start_soon(partial(conn.run, idle, ping_interval=3600, ping_timeout=3600))
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await theirs.aclose()  # an RST, not a FIN
+        with trio.fail_after(5):
+            while conn.send_nowait(numbered_frame(0)):  # raises nothing, whatever the socket says
+                await trio.sleep(0.01)
+        assert conn.closed
+        assert "broken" in conn.reason
+        nursery.cancel_scope.cancel()

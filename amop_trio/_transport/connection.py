@@ -124,14 +124,21 @@ class FrameConnection:
 
         When nothing is queued or being written, the frame goes straight to the
         socket; whatever of it the kernel does not take at once, the writer
-        task finishes before anything else.
+        task finishes before anything else. A broken socket closes this
+        connection and returns False: the caller is usually serving another.
         """
         if self.closed or not self._fits(len(data)):
             return False
-        if not self._queue and not self._writing and self.sock.send_nowait(data):
-            if self.sock.backlogged:
-                self._has_data.set()
-            return True
+        if not self._queue and not self._writing:
+            try:
+                sent = self.sock.send_nowait(data)
+            except ConnectionLostError as exc:  # this connection's loss, not the caller's
+                self.close(str(exc))
+                return False
+            if sent:
+                if self.sock.backlogged:
+                    self._has_data.set()
+                return True
         self._push(data)
         return True
 
