@@ -145,3 +145,54 @@ async def test_a_reset_peer_closes_only_its_connection_when_sent_to_without_wait
         assert conn.closed
         assert "broken" in conn.reason
         nursery.cancel_scope.cancel()
+
+
+async def test_reading_a_socket_another_task_closed_is_a_lost_connection() -> None:
+    async with tcp_pair() as (ours, _theirs):
+        io = StreamIO(ours, "peer")
+        await ours.aclose()
+        with pytest.raises(ConnectionLostError, match="closed"):
+            await io.receive()
+
+
+async def test_a_cancelled_writer_leaves_a_frame_begun_without_waiting_whole() -> None:
+    async with tcp_pair() as (ours, theirs):
+        io = StreamIO(ours, "peer")
+        big = b"x" * (8 << 20)
+        assert io.write_nowait(big)  # the kernel takes part of it; the rest waits
+        assert io.backlogged
+        with trio.move_on_after(0.2):
+            await io.write(b"mine")  # must finish the other frame first, and is cancelled
+        assert not io.interrupted
+        assert io.backlogged
+
+        received = bytearray()
+
+        async def drain() -> None:
+            while len(received) < len(big) + 4:
+                received.extend(await theirs.receive_some(1 << 20))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            with trio.fail_after(10):
+                await io.write(b"last")
+        assert bytes(received) == big + b"last"
+
+
+async def test_the_writer_finishes_a_backlog_after_a_cancelled_send() -> None:
+    async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
+        conn = FrameConnection(StreamSocket(ours, remote="peer"), name="peer", outbox_size=64)
+        nursery.start_soon(partial(conn.run, idle, ping_interval=3600, ping_timeout=3600))
+        big = numbered_frame(1) * 100  # about 6 MB in one frame's worth of bytes
+        assert conn.send_nowait(big)
+        assert conn.sock.backlogged
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await conn.send(numbered_frame(2))
+        assert not conn.closed
+        received = bytearray()
+        with trio.fail_after(10):
+            while len(received) < len(big):
+                received += await theirs.receive_some(1 << 20)
+        assert bytes(received[: len(big)]) == big
+        nursery.cancel_scope.cancel()

@@ -116,7 +116,7 @@ class FrameConnection:
             raise
         finally:
             self._writing = False
-            if self._queue:
+            if self._queue or self.sock.backlogged:
                 self._has_data.set()
 
     def send_nowait(self, data: bytes) -> bool:

@@ -103,6 +103,8 @@ class StreamIO:
             if sock is None:
                 return bytes(await self._stream.receive_some(RECEIVE_SIZE))
             while True:
+                if sock.fileno() < 0:  # closed by another task: trio cannot wait on it
+                    raise ConnectionLostError(f"connection to {self._remote} closed")
                 await trio.lowlevel.wait_readable(sock)
                 try:
                     return os.read(sock.fileno(), RECEIVE_SIZE)
@@ -160,9 +162,7 @@ class StreamIO:
         if self._lock.locked() or self._backlog:
             async with self._lock:
                 self._check_usable()
-                if self._backlog:
-                    await self._write_raw(sock, self._backlog, started=True)
-                    self._backlog = memoryview(b"")
+                await self._write_backlog(sock)
                 await self._write_raw(sock, memoryview(data), started=False)
             return
         # Nobody is writing: no scheduler pass unless the kernel's buffer is full.
@@ -181,6 +181,22 @@ class StreamIO:
             return 0
         except OSError as exc:
             raise self._broken(exc) from None
+
+    async def _write_backlog(self, sock: trio.socket.SocketType) -> None:
+        """Finish the frame ``write_nowait`` began.
+
+        It is nobody's own write, so a cancellation here leaves the rest for
+        the next writer instead of marking the connection unusable.
+        """
+        while self._backlog:
+            sent = self._try_write(sock, self._backlog)
+            if sent:
+                self._backlog = self._backlog[sent:]
+                continue
+            try:
+                await trio.lowlevel.wait_writable(sock)
+            except _BROKEN as exc:
+                raise self._broken(exc) from None
 
     async def _write_raw(
         self, sock: trio.socket.SocketType, view: memoryview, *, started: bool
