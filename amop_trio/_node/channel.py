@@ -71,6 +71,12 @@ _ANSWER_TYPES: dict[int, int] = {
 }
 
 
+def _answer_frame(frame: ChannelFrame, result: int = 0, data: bytes = b"") -> bytes:
+    """The answer to ``frame`` under its seq: AMOP requests get AMOP_RESPONSE, others in kind."""
+    ftype = _ANSWER_TYPES.get(frame.type, frame.type)
+    return encode_channel_frame(ChannelFrame(ftype, frame.seq, result, data))
+
+
 class ChannelSession(Session):
     """One 2.x SDK client: a ``Session`` whose frames are channel frames."""
 
@@ -163,9 +169,8 @@ class ChannelService(Service):
     async def _answer(
         self, session: ChannelSession, frame: ChannelFrame, result: int = 0, data: bytes = b""
     ) -> None:
-        """Answer ``frame`` under its seq: AMOP requests with AMOP_RESPONSE, others in kind."""
-        ftype = _ANSWER_TYPES.get(frame.type, frame.type)
-        await session.send(encode_channel_frame(ChannelFrame(ftype, frame.seq, result, data)))
+        """Answer ``frame`` under its seq (see ``_answer_frame``)."""
+        await session.send(_answer_frame(frame, result, data))
 
     async def _refuse(
         self,
@@ -263,10 +268,8 @@ class ChannelService(Service):
         def answer(status: int, payload: bytes) -> None:
             session.requests -= 1
             data = encode_topic_body(body.topic, payload) if status == 0 else payload
-            reply = ChannelFrame(
-                ChannelType.AMOP_RESPONSE, frame.seq, channel_result_from_status(status), data
-            )
-            send_soon(session, encode_channel_frame(reply), nursery)
+            reply = _answer_frame(frame, channel_result_from_status(status), data)
+            send_soon(session, reply, nursery)
 
         self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), answer)
 

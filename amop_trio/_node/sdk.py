@@ -69,6 +69,12 @@ class NodeLimits:
 Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]
 
 
+def _answer_frame(frame: Frame, status: int = 0, payload: bytes = b"") -> bytes:
+    """The answer to ``frame`` under its seq: AMOP requests get AMOP_RESPONSE, others in kind."""
+    ptype = _ANSWER_TYPES.get(frame.type, frame.type)
+    return encode_frame(Frame(ptype, frame.seq, payload, status=status, ext=EXT_RESPONSE))
+
+
 def send_soon(session: Session, data: bytes, nursery: trio.Nursery) -> None:
     """Send now if the session's outbox has room, else as soon as it has (if it lives on)."""
     if not session.send_nowait(data) and not session.closed:
@@ -138,11 +144,8 @@ class SdkService(Service):
     async def _answer(
         self, session: Session, frame: Frame, status: int = 0, payload: bytes = b""
     ) -> None:
-        """Answer ``frame`` under its seq: AMOP requests with AMOP_RESPONSE, others in kind."""
-        ptype = _ANSWER_TYPES.get(frame.type, frame.type)
-        await session.send(
-            encode_frame(Frame(ptype, frame.seq, payload, status=status, ext=EXT_RESPONSE))
-        )
+        """Answer ``frame`` under its seq (see ``_answer_frame``)."""
+        await session.send(_answer_frame(frame, status, payload))
 
     # -- handlers -------------------------------------------------------------
 
@@ -188,10 +191,7 @@ class SdkService(Service):
 
         def answer(status: int, payload: bytes) -> None:
             session.requests -= 1
-            reply = Frame(
-                PacketType.AMOP_RESPONSE, frame.seq, payload, status=status, ext=EXT_RESPONSE
-            )
-            send_soon(session, encode_frame(reply), nursery)
+            send_soon(session, _answer_frame(frame, status, payload), nursery)
 
         self.network.unicast(body.topic, frame.payload, answer)
 
