@@ -24,14 +24,14 @@ import trio
 
 from .._errors import ConnectionLostError
 from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
-from .tcp import StreamIO, open_stream
+from .tcp import StreamIO, StreamIOSocket, open_stream
 from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
 SCHEME = "channel"
 
 
-class StreamSocket:
+class StreamSocket(StreamIOSocket):
     """One byte stream carrying channel frames. Safe for one reader and one writer task.
 
     ``heartbeat``, if given, makes a frame for ``ping`` to send (a client's
@@ -69,20 +69,6 @@ class StreamSocket:
     def send_nowait(self, frame: bytes) -> bool:
         """Start sending one frame without blocking; False if another write is under way."""
         return self._io.write_nowait(frame)
-
-    @property
-    def backlogged(self) -> bool:
-        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
-        return self._io.backlogged
-
-    async def flush(self) -> None:
-        """Finish the frame ``send_nowait`` began."""
-        await self._io.flush()
-
-    @property
-    def interrupted(self) -> bool:
-        """True once a write was cut short: the connection must be closed."""
-        return self._io.interrupted
 
     async def receive(self) -> bytes:
         """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""

@@ -1,4 +1,4 @@
-"""Opening a TCP connection, with TLS when given a context: shared by both transports."""
+"""TCP for both transports: opening a connection (TLS when given a context), and its byte I/O."""
 
 from __future__ import annotations
 
@@ -215,3 +215,23 @@ class StreamIO:
             raise
         except _BROKEN as exc:
             raise self._broken(exc) from None
+
+
+class StreamIOSocket:
+    """What a frame socket (``FrameSocket``, ``StreamSocket``) says of its ``StreamIO``."""
+
+    _io: StreamIO
+
+    @property
+    def interrupted(self) -> bool:
+        """True once a write was cut short: the connection must be closed."""
+        return self._io.interrupted
+
+    @property
+    def backlogged(self) -> bool:
+        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
+        return self._io.backlogged
+
+    async def flush(self) -> None:
+        """Finish the frame ``send_nowait`` began."""
+        await self._io.flush()

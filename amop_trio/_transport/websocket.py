@@ -25,7 +25,7 @@ import trio
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
 from .._wire import websocket as ws
-from .tcp import RECEIVE_SIZE, StreamIO, open_stream
+from .tcp import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -35,7 +35,7 @@ CLOSE_TIMEOUT = 0.5
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-class FrameSocket:
+class FrameSocket(StreamIOSocket):
     """One WebSocket carrying AMOP frames: one reader task, any number of senders."""
 
     def __init__(
@@ -71,15 +71,6 @@ class FrameSocket:
         if self._closed:
             return False
         return self._io.write_nowait(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
-
-    @property
-    def backlogged(self) -> bool:
-        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
-        return self._io.backlogged
-
-    async def flush(self) -> None:
-        """Finish the frame ``send_nowait`` began."""
-        await self._io.flush()
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
@@ -142,11 +133,6 @@ class FrameSocket:
         if not data:
             raise ConnectionLostError(f"connection to {self.remote} closed")
         self._decoder.feed(data)
-
-    @property
-    def interrupted(self) -> bool:
-        """True once a write was cut short: the connection must be closed."""
-        return self._io.interrupted
 
     async def _write(self, data: bytes) -> None:
         if self._closed:
