@@ -488,8 +488,7 @@ class Network:
         if reply.target == self.node_id:
             request = self._remote.pop(frame.seq, None)
             if request is not None:
-                request.job.request_id = None
-                request.job.outcome(frame.status, reply.data)
+                request.job.remote_outcome(frame.status, reply.data)
             return
         forwarded = PeerReply(reply.target, reply.data, reply.hop - 1)
         self._forward(

@@ -184,10 +184,19 @@ class RoutedUnicast:
 
     def _local_outcome(self, status: int, data: bytes) -> None:
         self.local = None
-        self.outcome(status, data)
+        self._outcome(status, data)
 
-    def outcome(self, status: int, data: bytes) -> None:
-        """What the node tried last said: done on success, else the next node."""
+    def remote_outcome(self, status: int, data: bytes) -> None:
+        """The other node tried last answered (a failure, if ``status``)."""
+        self.request_id = None
+        self._outcome(status, data)
+
+    def fail(self, error: AmopError) -> None:
+        """The other node tried last became unreachable."""
+        self.remote_outcome(Status.SEND_FAILED, str(error).encode())
+
+    def _outcome(self, status: int, data: bytes) -> None:
+        """Done on success, else on to the next node."""
         if self.done:
             return
         if status == 0:
@@ -195,11 +204,6 @@ class RoutedUnicast:
             return
         self.last_status = status
         self.attempt()
-
-    def fail(self, error: AmopError) -> None:
-        """The node tried last became unreachable."""
-        self.request_id = None
-        self.outcome(Status.SEND_FAILED, str(error).encode())
 
     def expire(self) -> None:
         timeout = self.network.request_timeout
