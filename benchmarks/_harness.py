@@ -32,6 +32,11 @@ COST = "cost"
 MEMORY = "memory"
 
 KIB = 1024
+#: The side-by-side section's scenario, and its two amop_trio systems: the node in
+#: the benchmark process, and the node in a process of its own.
+SIDE_BY_SIDE = "rtt side by side"
+AMOP = "amop_trio"
+NODE_PROCESS = "amop_trio (node process)"
 #: Quantile points kept per latency result for CDF plots and the JSON file.
 CDF_POINTS = 200
 

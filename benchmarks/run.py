@@ -29,8 +29,6 @@ import _harness as h  # noqa: E402
 import trio  # noqa: E402
 
 SECTIONS = ("floors", "amop", "peers", "side")
-#: The scenario name of ``side_by_side`` results.
-SIDE_BY_SIDE = "rtt side by side"
 
 
 # -- matching a figure with its floor --------------------------------------------------------
@@ -166,14 +164,15 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
         rows,
     )
 
-    side = [r for r in results if r.scenario == SIDE_BY_SIDE]
-    ours = next((r for r in side if r.system == "amop_trio"), None)
+    side = [r for r in results if r.scenario == h.SIDE_BY_SIDE]
+    ours = [next((r for r in side if r.system == name), None) for name in (h.AMOP, h.NODE_PROCESS)]
     rows = []
     for r in side:
         f = r.figures
-        versus = "-"
-        if ours is not None and r is not ours:
-            versus = f"{ours.figures['p50_us'] / f['p50_us']:.2f}x"
+        versus = [
+            "-" if mine is None or r is mine else f"{mine.figures['p50_us'] / f['p50_us']:.2f}x"
+            for mine in ours
+        ]
         rows.append(
             [
                 r.system,
@@ -182,13 +181,14 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
                 f.get("p99_us"),
                 f.get("n"),
                 f"{f.get('rounds_won')}/{f.get('rounds')}",
-                versus,
+                *versus,
             ]
         )
     h.print_table(
         "side by side: 256 B unicast round trip, µs, interleaved rounds "
-        "(amop_trio p50 / system p50; <1 means amop_trio is faster)",
-        ["system", "p50", "p90", "p99", "n", "rounds won", "amop_trio vs"],
+        "(amop_trio p50 / system p50, node in the benchmark process and in its own; "
+        "<1 means amop_trio is faster)",
+        ["system", "p50", "p90", "p99", "n", "rounds won", "amop_trio vs", "node process vs"],
         rows,
     )
 
@@ -235,7 +235,7 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
     for r in results:
         if r.kind != h.LATENCY or r.payload != 256 or not r.samples_ns:
             continue
-        if r.scenario == SIDE_BY_SIDE:
+        if r.scenario == h.SIDE_BY_SIDE:
             ax, label = right, r.system
         elif base_scenario(r.scenario) == "rtt":
             ax = left
@@ -264,7 +264,6 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
     written.append(path)
 
     # 2. RTT against hops: the trio-websocket floor and amop_trio per topology.
-    fig, ax = plt.subplots(figsize=(7, 5))
     series: dict[str, list[tuple[int, float, float]]] = {}
     for r in results:
         if r.kind != h.LATENCY or base_scenario(r.scenario) != "rtt" or r.hops is None:
@@ -279,32 +278,33 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
             continue
         key = f"{name}, {h.fmt_payload(r.payload)}"
         series.setdefault(key, []).append((r.hops, r.figures["p50_us"], r.figures["p99_us"]))
-    for key, points in sorted(series.items()):
-        points.sort()
-        xs = [p[0] for p in points]
-        (line,) = ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} p50")
-        ax.plot(
-            xs,
-            [p[2] for p in points],
-            linestyle=":",
-            marker=".",
-            color=line.get_color(),
-            label=f"{key} p99",
-        )
-    ax.set_xlabel("brokers / nodes crossed (0 = direct echo)")
-    ax.set_ylabel("round trip, µs")
-    ax.set_title("request/reply RTT against hops")
-    ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}) or [0])
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    path = out_dir / "rtt_vs_hops.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    if series:  # a run without this section leaves its plot alone
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for key, points in sorted(series.items()):
+            points.sort()
+            xs = [p[0] for p in points]
+            (line,) = ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} p50")
+            ax.plot(
+                xs,
+                [p[2] for p in points],
+                linestyle=":",
+                marker=".",
+                color=line.get_color(),
+                label=f"{key} p99",
+            )
+        ax.set_xlabel("brokers / nodes crossed (0 = direct echo)")
+        ax.set_ylabel("round trip, µs")
+        ax.set_title("request/reply RTT against hops")
+        ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}) or [0])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / "rtt_vs_hops.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
 
     # 3. Throughput against payload size.
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     lines: dict[str, list[tuple[int, float, float]]] = {}
     for r in results:
         if r.kind != h.THROUGHPUT or r.payload is None:
@@ -313,24 +313,26 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         lines.setdefault(key, []).append(
             (r.payload, r.figures.get("msg_per_s", math.nan), r.figures.get("MB_per_s", math.nan))
         )
-    for key, points in sorted(lines.items()):
-        points.sort()
-        xs = [p[0] for p in points]
-        ax1.plot(xs, [p[1] for p in points], marker="o", label=key)
-        ax2.plot(xs, [p[2] for p in points], marker="o", label=key)
-    for ax, ylabel in ((ax1, "messages / s (published)"), (ax2, "MB / s (delivered)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("payload, bytes")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-    ax1.legend(fontsize=7)
-    fig.suptitle("one-way throughput against payload size")
-    path = out_dir / "throughput_vs_payload.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    if lines:  # a run without this section leaves its plot alone
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        for key, points in sorted(lines.items()):
+            points.sort()
+            xs = [p[0] for p in points]
+            ax1.plot(xs, [p[1] for p in points], marker="o", label=key)
+            ax2.plot(xs, [p[2] for p in points], marker="o", label=key)
+        for ax, ylabel in ((ax1, "messages / s (published)"), (ax2, "MB / s (delivered)")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("payload, bytes")
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+        ax1.legend(fontsize=7)
+        fig.suptitle("one-way throughput against payload size")
+        path = out_dir / "throughput_vs_payload.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     return written
 
 

@@ -10,6 +10,9 @@ round's winner is counted.
 
 - ``amop_trio``: a node in this process, publisher and responder on it
   (as in ``amop.py``'s ``rtt (1 node)``).
+- ``amop_trio (node process)``: the same clients, the node an ``amop node``
+  process running for the whole section, as the peers' servers do; each
+  message then crosses between processes, as with the peers.
 - ``floor:fwd-1hop``: the trio-websocket forwarder of ``floors.py``.
 - ``nats``, ``mosquitto``, ``redis``: as in ``peers.py``, when installed.
 
@@ -21,20 +24,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, ExitStack
 from dataclasses import replace
 from statistics import median
 from typing import Any
 
 import trio
-from _harness import QUICK, Result, Settings, latency_result, measure_sequential, note
+from _harness import (
+    AMOP,
+    NODE_PROCESS,
+    QUICK,
+    SIDE_BY_SIDE,
+    Result,
+    Settings,
+    latency_result,
+    measure_sequential,
+    note,
+)
 from peers import Skip, mosquitto_server, mqtt_rtt, nats_rtt, nats_server, redis_rtt, redis_server
 
 from amop_trio import MessageKind, open_amop, open_node
 
 PAYLOAD = 256
-SCENARIO = "rtt side by side"
 #: Round trips each round starts with and does not count.
 ROUND_WARMUP = 50
 
@@ -42,15 +54,19 @@ RoundTrip = Callable[[], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def amop_rtt() -> AsyncIterator[RoundTrip]:
-    """A unicast through one amop_trio node in this process, answered by a subscriber."""
-    async with (
-        open_node("127.0.0.1:0") as node,
-        open_amop(node.endpoint) as subscriber,
-        open_amop(node.endpoint) as publisher,
-        subscriber.subscribe("side") as sub,
-        trio.open_nursery() as nursery,
-    ):
+async def amop_rtt(endpoint: str | None = None) -> AsyncIterator[RoundTrip]:
+    """A unicast through one amop_trio node, answered by a subscriber.
+
+    The node runs in this process, or is the one at ``endpoint`` (an
+    ``amop node`` process, like the peers' servers).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if endpoint is None:
+            endpoint = (await stack.enter_async_context(open_node("127.0.0.1:0"))).endpoint
+        subscriber = await stack.enter_async_context(open_amop(endpoint))
+        publisher = await stack.enter_async_context(open_amop(endpoint))
+        sub = await stack.enter_async_context(subscriber.subscribe("side"))
+        nursery = await stack.enter_async_context(trio.open_nursery())
 
         async def respond() -> None:
             async for message in sub:
@@ -66,6 +82,18 @@ async def amop_rtt() -> AsyncIterator[RoundTrip]:
 
         yield roundtrip
         nursery.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def amop_node_process() -> Iterator[str]:
+    """An ``amop node`` in its own process for the whole section; its endpoint."""
+    from amop import NodeProcess
+
+    node = NodeProcess()
+    try:
+        yield trio.run(node.started)
+    finally:
+        node.stop()
 
 
 @contextlib.asynccontextmanager
@@ -104,10 +132,12 @@ def run_side_by_side(settings: Settings) -> tuple[list[Result], list[str]]:
     quiet = replace(settings, progress=False)
     notes: list[str] = []
     rounds: dict[str, Callable[[int], list[int]]] = {
-        "amop_trio": lambda n: trio.run(_round, amop_rtt, n, quiet),
-        "floor:fwd-1hop": lambda n: trio.run(_round, forwarder_rtt, n, quiet),
+        AMOP: lambda n: trio.run(_round, amop_rtt, n, quiet),
     }
     with ExitStack() as servers:
+        endpoint = servers.enter_context(amop_node_process())
+        rounds[NODE_PROCESS] = lambda n: trio.run(_round, lambda: amop_rtt(endpoint), n, quiet)
+        rounds["floor:fwd-1hop"] = lambda n: trio.run(_round, forwarder_rtt, n, quiet)
         for name, server, rtt, kind in (
             ("nats", nats_server, nats_rtt, "asyncio"),
             ("mosquitto", mosquitto_server, mqtt_rtt, "thread"),
@@ -161,7 +191,9 @@ def _interleave(rounds: dict[str, Callable[[int], list[int]]], settings: Setting
             "round_p50_us": [round(v, 1) for v in round_p50[name]],
             "rounds_won": wins[name],
         }
-        results.append(latency_result(name, SCENARIO, PAYLOAD, samples[name], hops=1, extra=extra))
+        results.append(
+            latency_result(name, SIDE_BY_SIDE, PAYLOAD, samples[name], hops=1, extra=extra)
+        )
     return results
 
 
