@@ -216,6 +216,15 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
 # -- plots -------------------------------------------------------------------------------------
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
     """PNG plots, if matplotlib is importable; the files written."""
     try:
@@ -257,11 +266,7 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.suptitle("request/reply latency CDF, 256 B, one request at a time")
-    path = out_dir / "latency_cdf.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, out_dir / "latency_cdf.png"))
 
     # 2. RTT against hops: the trio-websocket floor and amop_trio per topology.
     series: dict[str, list[tuple[int, float, float]]] = {}
@@ -298,11 +303,7 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}) or [0])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-        path = out_dir / "rtt_vs_hops.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / "rtt_vs_hops.png"))
 
     # 3. Throughput against payload size.
     lines: dict[str, list[tuple[int, float, float]]] = {}
@@ -328,11 +329,7 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
             ax.grid(True, which="both", alpha=0.3)
         ax1.legend(fontsize=7)
         fig.suptitle("one-way throughput against payload size")
-        path = out_dir / "throughput_vs_payload.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / "throughput_vs_payload.png"))
     return written
 
 
