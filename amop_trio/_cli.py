@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -37,6 +38,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, not {text}")
     return value
 
 
@@ -107,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_FRAME_SIZE,
         metavar="BYTES",
         help="largest frame accepted (default 32 MiB)",
+    )
+    node.add_argument(
+        "--busy-poll-us",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="US",
+        help="microseconds to keep polling after each frame instead of sleeping: a quicker "
+        "round trip for up to that much CPU after each frame (default 0: off; try 50)",
     )
 
     chain = commands.add_parser(
@@ -223,6 +239,7 @@ async def run_node(args: argparse.Namespace) -> None:
             certs=certs,
             request_timeout=args.request_timeout,
             limits=limits,
+            busy_poll=args.busy_poll_us / 1e6,
         ) as node:
             # A node holds many long-lived objects per connection: collect less often,
             # and never look again at what start-up created.

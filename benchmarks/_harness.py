@@ -32,11 +32,19 @@ COST = "cost"
 MEMORY = "memory"
 
 KIB = 1024
-#: The side-by-side section's scenario, and its two amop_trio systems: the node in
-#: the benchmark process, and the node in a process of its own.
+#: The side-by-side section's scenario, and its amop_trio systems: the node in the
+#: benchmark process; in a process of its own; and that with busy polling.
 SIDE_BY_SIDE = "rtt side by side"
 AMOP = "amop_trio"
 NODE_PROCESS = "amop_trio (node process)"
+BUSY_POLL_US = 50
+NODE_PROCESS_BUSY = f"amop_trio (node process, busy poll {BUSY_POLL_US} µs)"
+#: Each amop_trio system of the side-by-side section, with the name of its ratio column.
+SIDE_AMOP_SYSTEMS = {
+    AMOP: "amop_trio vs",
+    NODE_PROCESS: "node process vs",
+    NODE_PROCESS_BUSY: "busy poll vs",
+}
 #: Quantile points kept per latency result for CDF plots and the JSON file.
 CDF_POINTS = 200
 

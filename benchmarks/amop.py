@@ -508,11 +508,11 @@ def bench_codec(settings: Settings) -> list[Result]:
 
 
 class NodeProcess:
-    """``python -m amop_trio node`` on a free loopback port, in a subprocess."""
+    """``python -m amop_trio node`` on a free loopback port, in a subprocess; ``options`` added."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amop_trio", "node", "--listen", "127.0.0.1:0"],
+            [sys.executable, "-m", "amop_trio", "node", "--listen", "127.0.0.1:0", *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

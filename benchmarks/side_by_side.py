@@ -13,6 +13,8 @@ round's winner is counted.
 - ``amop_trio (node process)``: the same clients, the node an ``amop node``
   process running for the whole section, as the peers' servers do; each
   message then crosses between processes, as with the peers.
+- ``amop_trio (node process, busy poll 50 µs)``: the same, the node run with
+  ``--busy-poll-us 50``.
 - ``floor:fwd-1hop``: the trio-websocket forwarder of ``floors.py``.
 - ``nats``, ``mosquitto``, ``redis``: as in ``peers.py``, when installed.
 
@@ -27,13 +29,16 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, ExitStack
 from dataclasses import replace
+from functools import partial
 from statistics import median
 from typing import Any
 
 import trio
 from _harness import (
     AMOP,
+    BUSY_POLL_US,
     NODE_PROCESS,
+    NODE_PROCESS_BUSY,
     QUICK,
     SIDE_BY_SIDE,
     Result,
@@ -85,11 +90,11 @@ async def amop_rtt(endpoint: str | None = None) -> AsyncIterator[RoundTrip]:
 
 
 @contextlib.contextmanager
-def amop_node_process() -> Iterator[str]:
-    """An ``amop node`` in its own process for the whole section; its endpoint."""
+def amop_node_process(*options: str) -> Iterator[str]:
+    """An ``amop node`` with ``options``, in its own process for the section; its endpoint."""
     from amop import NodeProcess
 
-    node = NodeProcess()
+    node = NodeProcess(*options)
     try:
         yield trio.run(node.started)
     finally:
@@ -118,6 +123,10 @@ async def _round(
         return await measure_sequential("", roundtrip, settings, warmup=ROUND_WARMUP, count=count)
 
 
+def _amop_round(endpoint: str, settings: Settings, count: int) -> list[int]:
+    return trio.run(_round, partial(amop_rtt, endpoint), count, settings)
+
+
 def _sync_round(
     opener: Callable[[], AbstractContextManager[RoundTrip]], count: int, settings: Settings
 ) -> list[int]:
@@ -135,8 +144,12 @@ def run_side_by_side(settings: Settings) -> tuple[list[Result], list[str]]:
         AMOP: lambda n: trio.run(_round, amop_rtt, n, quiet),
     }
     with ExitStack() as servers:
-        endpoint = servers.enter_context(amop_node_process())
-        rounds[NODE_PROCESS] = lambda n: trio.run(_round, lambda: amop_rtt(endpoint), n, quiet)
+        for name, options in (
+            (NODE_PROCESS, ()),
+            (NODE_PROCESS_BUSY, ("--busy-poll-us", str(BUSY_POLL_US))),
+        ):
+            endpoint = servers.enter_context(amop_node_process(*options))
+            rounds[name] = partial(_amop_round, endpoint, quiet)
         rounds["floor:fwd-1hop"] = lambda n: trio.run(_round, forwarder_rtt, n, quiet)
         for name, server, rtt, kind in (
             ("nats", nats_server, nats_rtt, "asyncio"),

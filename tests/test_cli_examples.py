@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from amop_trio import MessageKind, Subscription, open_amop
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 AMOP = (sys.executable, "-m", "amop_trio")
@@ -181,6 +183,48 @@ async def test_node_with_the_examples() -> None:
             node.process.send_signal(signal.SIGTERM)
             code = await node.wait_exit(1.5)
             assert code == 0, (node.out, node.err)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _echo(sub: Subscription) -> None:
+    async for message in sub:
+        if message.kind is MessageKind.UNICAST:
+            await message.reply(message.data)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+async def test_node_with_busy_polling_serves_then_sleeps_when_idle() -> None:
+    endpoint = f"127.0.0.1:{free_port()}"
+    command = [*AMOP, "node", "--listen", endpoint, "--busy-poll-us", "20000"]
+    with trio.fail_after(25):
+        async with spawn(command) as node:
+            await node.wait_line(r"listening", timeout=10)
+            async with (
+                open_amop(endpoint) as subscriber,
+                open_amop(endpoint) as publisher,
+                subscriber.subscribe("busy") as sub,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_echo, sub)
+                for i in range(50):
+                    assert await publisher.publish("busy", b"%d" % i) == b"%d" % i
+                nursery.cancel_scope.cancel()
+            # No frame arrives any more: after one 20 ms window the node sleeps again.
+            await trio.sleep(0.2)
+            before = cpu_seconds(node.process.pid)
+            await trio.sleep(1)
+            assert cpu_seconds(node.process.pid) - before < 0.3
+
+
+async def test_busy_poll_window_must_not_be_negative() -> None:
+    result = await run([*AMOP, "node", "--busy-poll-us", "-5"], timeout=10)
+    assert result.returncode == 2
+    assert "--busy-poll-us: must be 0 or a positive number, not -5" in result.stderr.decode()
 
 
 async def test_pub_without_node_fails_cleanly() -> None:

@@ -150,8 +150,10 @@ class ChannelService(Service):
     async def serve(self, session: ChannelSession, nursery: trio.Nursery) -> None:
         """Read and answer the session's frames until it closes."""
         max_size = self.limits.max_frame_size
+        touch = self.network.busy_poll.touch
         while True:
             frame = decode_channel_frame(await session.sock.receive(), max_size=max_size)
+            touch()
             handler = _HANDLERS.get(frame.type)
             if handler is None:
                 await self._refuse(

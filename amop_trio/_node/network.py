@@ -54,6 +54,7 @@ from .._wire.peer import (
 from .._wire.status import Status
 from .._wire.topics import private_of_challenge
 from .._wire.ws import Frame, decode_amop_body, decode_frame, encode_frame, new_seq
+from .busy_poll import BusyPoll
 from .directory import Directory
 from .local import LocalHub, NodeStatistics
 from .private import PrivateTopics
@@ -162,6 +163,7 @@ class Network:
         max_frame_size: int,
         link_ping_interval: float = LINK_PING_INTERVAL,
         link_ping_timeout: float = LINK_PING_TIMEOUT,
+        busy_poll: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self.hub = hub
@@ -184,6 +186,8 @@ class Network:
         self._remote: dict[bytes, RemoteRequest] = {}
         #: Ends the unicasts in flight through this node at their deadlines.
         self.deadlines = Deadlines()
+        #: Keeps the node's loop awake between frames, if asked to; readers touch it.
+        self.busy_poll = BusyPoll(busy_poll)
         self._served = _IdMemory(MEMORY_OF_IDS)
         self._serving = 0
         self._seen_multicasts = _IdMemory(MEMORY_OF_IDS)
@@ -196,6 +200,7 @@ class Network:
         """Dial the configured peers and keep the directory fresh, until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.deadlines.run)
+            nursery.start_soon(self.busy_poll.run)
             nursery.start_soon(self._advertiser)
             nursery.start_soon(self._sweeper)
             nursery.start_soon(self._verifier)
@@ -374,8 +379,10 @@ class Network:
     # -- reading a link -------------------------------------------------------
 
     async def _read_link(self, link: PeerLink, nursery: trio.Nursery) -> None:
+        touch = self.busy_poll.touch
         while True:
             frame = decode_frame(await link.sock.receive(), max_size=self.max_frame_size)
+            touch()
             ptype = frame.type
             if ptype == PeerType.MULTICAST:
                 self._on_multicast(frame)

@@ -122,8 +122,10 @@ class SdkService(Service):
             )
             raise WireError(f"first frame has type {first.type:#x}, expected HANDSHAKE (0x100)")
         await self._on_handshake(session, first, nursery)
+        touch = self.network.busy_poll.touch
         while True:
             frame = decode_frame(await session.sock.receive(), max_size=limits.max_frame_size)
+            touch()
             handler = _HANDLERS.get(frame.type)
             if handler is None or (frame.is_response and frame.type != PacketType.AMOP_RESPONSE):
                 await self._answer(

@@ -69,6 +69,7 @@ class Node:
         ping_timeout: float | None = None,
         limits: NodeLimits | None = None,
         seed: int | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -93,6 +94,7 @@ class Node:
             peers=tuple(peers),
             ssl_context=p2p_client_ssl_context,
             max_frame_size=self.limits.max_frame_size,
+            busy_poll=busy_poll,
         )
         self.sdk = SdkService(self.hub, self.network, self.limits, self.stats, self.status)
         self.channel = ChannelService(self.hub, self.network, self.limits, self.stats, self.status)
@@ -338,6 +340,7 @@ async def open_node(
     ping_timeout: float | None = None,
     limits: NodeLimits | None = None,
     seed: int | None = None,
+    busy_poll: float = 0.0,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the block.
 
@@ -347,6 +350,11 @@ async def open_node(
     layout (``ca.crt``, ``node.crt``, ``node.key``): with it, both ports speak
     mutual TLS and accept only peers with a certificate from the same chain CA,
     links to other nodes use it too, and the node id is the certificate's.
+
+    ``busy_poll`` (seconds, 0 for off) keeps the node's event loop polling
+    instead of sleeping for that long after each frame it reads: a round trip
+    through a node in its own process is then about a quarter faster, for up
+    to that much CPU after each frame (see ``busy_poll.BusyPoll``).
     """
     host, port = parse_listen(listen)
     server_tls = client_tls = None
@@ -373,6 +381,7 @@ async def open_node(
         ping_timeout=ping_timeout,
         limits=limits,
         seed=seed,
+        busy_poll=busy_poll,
     )
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:
