@@ -44,7 +44,7 @@ def _positive_float(text: str) -> float:
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
     return value
 
 

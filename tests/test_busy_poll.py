@@ -1,4 +1,4 @@
-"""Busy polling: when the node's loop keeps polling and when it sleeps, on trio's mock clock."""
+"""Busy polling: when a node's loop polls and when it sleeps (mock clock, then real nodes)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 
+from amop_trio import MessageKind, Subscription, open_amop, open_node
 from amop_trio._node.busy_poll import BusyPoll
 
 
@@ -50,12 +51,49 @@ async def test_polls_for_a_window_after_each_frame_then_sleeps(
         nursery.cancel_scope.cancel()  # cancelling it asleep is clean
 
 
-async def test_off_by_default_and_negative_windows_refused() -> None:
+async def test_off_by_default_and_bad_windows_refused() -> None:
     poll = BusyPoll()
     with trio.fail_after(1):
         await poll.run()  # returns at once: nothing polls
     poll.touch()  # frames are still counted, cheaply
     assert poll.frames == 1
     for window in (-1, math.inf, math.nan):
-        with pytest.raises(ValueError, match="0 \\(off\\) or a positive number"):
+        with pytest.raises(ValueError, match="finite number >= 0"):
             BusyPoll(window=window)
+    for wrong in (True, "50", None):
+        with pytest.raises(TypeError, match="number of seconds"):
+            BusyPoll(window=wrong)  # type: ignore[arg-type]
+
+
+async def _echo(sub: Subscription) -> None:
+    async for message in sub:
+        if message.kind is MessageKind.UNICAST:
+            await message.reply(message.data)
+
+
+async def test_nodes_poll_after_frames_from_clients_and_from_linked_nodes() -> None:
+    window = 0.05
+    async with (
+        open_node("127.0.0.1:0", p2p_listen="127.0.0.1:0", busy_poll=window) as node0,
+        open_node(
+            "127.0.0.1:0", p2p_listen="127.0.0.1:0", peers=[node0.p2p_endpoint], busy_poll=window
+        ) as node1,
+    ):
+        poll0, poll1 = node0.network.busy_poll, node1.network.busy_poll
+        with trio.fail_after(10):
+            while not poll1.frames:  # node1 has no clients: these came over its link
+                await trio.sleep(0.01)
+            async with (
+                open_amop(node0.endpoint) as subscriber,
+                open_amop(node0.endpoint) as publisher,
+                subscriber.subscribe("polled") as sub,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_echo, sub)
+                before = poll0.frames
+                assert await publisher.publish("polled", b"x") == b"x"
+                assert poll0.frames >= before + 2  # the request and the subscriber's reply
+                assert not poll0.asleep
+                nursery.cancel_scope.cancel()
+            while not (poll0.asleep and poll1.asleep):  # no more frames: both sleep again
+                await trio.sleep(0.01)

@@ -5,11 +5,13 @@ request on its way to the subscriber, then the reply on its way back. A
 node that sleeps in ``epoll_wait`` in between must be woken for the reply,
 and waking a sleeping process costs tens of microseconds on a VM: an
 interrupt to the other core, the return from idle, cold caches. With a
-window set, one task keeps the loop polling (each pass a non-blocking
-``epoll_wait``) until no frame has arrived for that long, so the reply is
-read within a pass. The price is CPU: the node stays busy for up to one
+window set, one task keeps the loop polling (each pass asks the OS for
+I/O without blocking) until no frame has arrived for that long, so the reply
+is read within a pass. The price is CPU: the node stays busy for up to one
 window after each frame, and in full under back-to-back traffic. The
-window is 0 (off) unless asked for.
+window is 0 (off) unless asked for. Under trio's autojump mock clock, time
+never moves while the poller polls: tests of a node with a window jump the
+clock themselves.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ class BusyPoll:
     """Keeps the event loop polling for ``window`` seconds after the last ``touch``."""
 
     def __init__(self, window: float = 0.0) -> None:
+        if isinstance(window, bool) or not isinstance(window, int | float):
+            raise TypeError(f"busy-poll window must be a number of seconds, not {window!r}")
         if not 0 <= window < math.inf:
-            raise ValueError(f"busy-poll window must be 0 (off) or a positive number, not {window}")
+            raise ValueError(f"busy-poll window must be a finite number >= 0, not {window}")
         self.window = window
         #: Frames seen so far; readers bump it through ``touch``.
         self.frames = 0

@@ -352,9 +352,9 @@ async def open_node(
     links to other nodes use it too, and the node id is the certificate's.
 
     ``busy_poll`` (seconds, 0 for off) keeps the node's event loop polling
-    instead of sleeping for that long after each frame it reads: a round trip
-    through a node in its own process is then about a quarter faster, for up
-    to that much CPU after each frame (see ``busy_poll.BusyPoll``).
+    instead of sleeping for that long after each frame it reads: a reply that
+    follows within the window is read without waking a sleeping process, for
+    up to that much CPU after each frame (see ``busy_poll.BusyPoll``).
     """
     host, port = parse_listen(listen)
     server_tls = client_tls = None
