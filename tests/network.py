@@ -8,13 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
-from amop_trio import open_amop
+from amop_trio import MessageKind, open_amop
 from amop_trio._chain import wait_listening
 
 
@@ -22,6 +23,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def serve_replies(
+    client,
+    topic: str,
+    tag: bytes,
+    seen: Counter | None = None,
+    *,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer every unicast on ``topic`` with ``tag + data``; count what arrives."""
+    async with client.subscribe(topic) as sub:
+        task_status.started()
+        async for msg in sub:
+            if seen is not None:
+                seen[msg.data] += 1
+            if msg.kind is MessageKind.UNICAST:
+                await msg.reply(tag + msg.data)
 
 
 @dataclass

@@ -8,8 +8,10 @@ import pytest
 import trio
 import trio.testing
 
-from amop_trio import MessageKind, Subscription, open_amop, open_node
+from amop_trio import open_amop, open_node
 from amop_trio._node.busy_poll import BusyPoll
+
+from .network import serve_replies
 
 
 async def passes(count: int = 5) -> None:
@@ -65,12 +67,6 @@ async def test_off_by_default_and_bad_windows_refused() -> None:
             BusyPoll(window=wrong)  # type: ignore[arg-type]
 
 
-async def _echo(sub: Subscription) -> None:
-    async for message in sub:
-        if message.kind is MessageKind.UNICAST:
-            await message.reply(message.data)
-
-
 async def test_nodes_poll_after_frames_from_clients_and_from_linked_nodes() -> None:
     window = 0.05
     async with (
@@ -86,10 +82,9 @@ async def test_nodes_poll_after_frames_from_clients_and_from_linked_nodes() -> N
             async with (
                 open_amop(node0.endpoint) as subscriber,
                 open_amop(node0.endpoint) as publisher,
-                subscriber.subscribe("polled") as sub,
                 trio.open_nursery() as nursery,
             ):
-                nursery.start_soon(_echo, sub)
+                await nursery.start(serve_replies, subscriber, "polled", b"")
                 before = poll0.frames
                 assert await publisher.publish("polled", b"x") == b"x"
                 assert poll0.frames >= before + 2  # the request and the subscriber's reply

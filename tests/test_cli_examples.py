@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from amop_trio import MessageKind, Subscription, open_amop
+from amop_trio import open_amop
+
+from .network import serve_replies
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -191,12 +193,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _echo(sub: Subscription) -> None:
-    async for message in sub:
-        if message.kind is MessageKind.UNICAST:
-            await message.reply(message.data)
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
 async def test_node_with_busy_polling_serves_then_sleeps_when_idle() -> None:
     endpoint = f"127.0.0.1:{free_port()}"
@@ -207,10 +203,9 @@ async def test_node_with_busy_polling_serves_then_sleeps_when_idle() -> None:
             async with (
                 open_amop(endpoint) as subscriber,
                 open_amop(endpoint) as publisher,
-                subscriber.subscribe("busy") as sub,
                 trio.open_nursery() as nursery,
             ):
-                nursery.start_soon(_echo, sub)
+                await nursery.start(serve_replies, subscriber, "busy", b"")
                 for i in range(50):
                     assert await publisher.publish("busy", b"%d" % i) == b"%d" % i
                 nursery.cancel_scope.cancel()

@@ -10,25 +10,7 @@ import trio
 
 from amop_trio import AmopError, MessageKind, NoSubscriberError, open_amop
 
-from .network import line, mesh, ring, running_network, wait_for_topic
-
-
-async def serve_replies(
-    client,
-    topic: str,
-    tag: bytes,
-    seen: Counter | None = None,
-    *,
-    task_status=trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Answer every unicast on ``topic`` with ``tag + data``; count what arrives."""
-    async with client.subscribe(topic) as sub:
-        task_status.started()
-        async for msg in sub:
-            if seen is not None:
-                seen[msg.data] += 1
-            if msg.kind is MessageKind.UNICAST:
-                await msg.reply(tag + msg.data)
+from .network import line, mesh, ring, running_network, serve_replies, wait_for_topic
 
 
 async def test_line_of_four_carries_unicast_and_multicast_end_to_end() -> None:
