@@ -47,9 +47,10 @@ from _harness import (
     measure_sequential,
     note,
 )
+from amop import NodeProcess, _responder
 from peers import Skip, mosquitto_server, mqtt_rtt, nats_rtt, nats_server, redis_rtt, redis_server
 
-from amop_trio import MessageKind, open_amop, open_node
+from amop_trio import open_amop, open_node
 
 PAYLOAD = 256
 #: Round trips each round starts with and does not count.
@@ -70,15 +71,10 @@ async def amop_rtt(endpoint: str | None = None) -> AsyncIterator[RoundTrip]:
             endpoint = (await stack.enter_async_context(open_node("127.0.0.1:0"))).endpoint
         subscriber = await stack.enter_async_context(open_amop(endpoint))
         publisher = await stack.enter_async_context(open_amop(endpoint))
-        sub = await stack.enter_async_context(subscriber.subscribe("side"))
         nursery = await stack.enter_async_context(trio.open_nursery())
-
-        async def respond() -> None:
-            async for message in sub:
-                if message.kind is MessageKind.UNICAST:
-                    await message.reply(message.data)
-
-        nursery.start_soon(respond)
+        ready = trio.Event()
+        nursery.start_soon(_responder, subscriber, "side", ready)
+        await ready.wait()
         await publisher.publish("side", b"")  # the subscription has reached the node
         data = bytes(PAYLOAD)
 
@@ -92,8 +88,6 @@ async def amop_rtt(endpoint: str | None = None) -> AsyncIterator[RoundTrip]:
 @contextlib.contextmanager
 def amop_node_process(*options: str) -> Iterator[str]:
     """An ``amop node`` with ``options``, in its own process for the section; its endpoint."""
-    from amop import NodeProcess
-
     node = NodeProcess(*options)
     try:
         yield trio.run(node.started)
@@ -220,7 +214,7 @@ if __name__ == "__main__":
     for r in out:
         f = r.figures
         print(
-            f"{r.system:16} p50 {f['p50_us']:8.1f} µs  p90 {f['p90_us']:8.1f}  "
+            f"{r.system:42} p50 {f['p50_us']:8.1f} µs  p90 {f['p90_us']:8.1f}  "
             f"p99 {f['p99_us']:8.1f}  rounds won {f['rounds_won']}/{f['rounds']}"
         )
     for text in notes:
