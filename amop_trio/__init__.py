@@ -20,9 +20,9 @@ from ._errors import FrameTooLargeError as FrameTooLargeError
 from ._errors import NoSubscriberError as NoSubscriberError
 from ._errors import RejectedError as RejectedError
 from ._errors import WireError as WireError
+from ._node.limits import NodeLimits as NodeLimits
+from ._node.limits import NodeStatistics as NodeStatistics
 from ._node.server import Node as Node
-from ._node.server import NodeLimits as NodeLimits
-from ._node.server import NodeStatistics as NodeStatistics
 from ._node.server import open_node as open_node
 from ._wire.status import Status as Status
 

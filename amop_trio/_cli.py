@@ -20,8 +20,9 @@ from . import __version__
 from ._chain import TOPOLOGIES, create_network_certs, load_config, plan_network, run_network
 from ._client import MessageKind, Subscription, open_amop
 from ._errors import AmopError
-from ._node.server import NodeLimits, open_node, parse_listen
-from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
+from ._node.limits import NodeLimits
+from ._node.server import open_node, parse_listen
+from ._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 
 CURVE_CHOICES = ("secp256k1", "prime256v1")
 #: Lines the FISCO go-sdk AMOP examples send, which the demo mirrors.

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import trio
 
+from ._backoff import backoff_delay
 from ._errors import (
     AmopError,
     AmopTimeoutError,
@@ -47,11 +48,13 @@ from ._errors import (
     NoSubscriberError,
     RejectedError,
 )
+from ._groups import unwrapped_errors
 from ._link import Answer, Delivery, Link, open_channel_link, open_ws_link
 from ._log import log_event
-from ._transport import stream, websocket
-from ._util import Deadlines, as_bytes, backoff_delay, unwrapped_errors
-from ._wire.channel import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
+from ._requests import Deadlines
+from ._transport import channel_socket, ws_socket
+from ._wire.fisco2 import MAX_TOPIC_BYTES, ChannelVerifyRequest, ChannelVerifyResult
+from ._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from ._wire.status import Status
 from ._wire.topics import (
     PRIVATE_PREFIX,
@@ -60,7 +63,6 @@ from ._wire.topics import (
     new_challenge_topic,
     private_topic,
 )
-from ._wire.ws import DEFAULT_MAX_FRAME_SIZE
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -85,6 +87,13 @@ if TYPE_CHECKING:  # cryptography loads only when TLS or private topics are used
     PublicKeySource = ec.EllipticCurvePublicKey | str | os.PathLike[str] | bytes
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
+
+
+def as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
+    """Message data as bytes; text is encoded as UTF-8."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return bytes(data)
 
 
 class MessageKind(enum.Enum):
@@ -338,7 +347,7 @@ class AmopClient:
         if not self._urls:
             raise ValueError("open_amop needs at least one endpoint")
         #: Whether any endpoint speaks channel, whose topics are at most 254 bytes.
-        self._channel = any(url.startswith(f"{stream.SCHEME}://") for url in self._urls)
+        self._channel = any(url.startswith(f"{channel_socket.SCHEME}://") for url in self._urls)
         self._ssl_context = ssl_context
         self._implicit_tls = implicit_tls
         self._timeout = timeout
@@ -672,7 +681,7 @@ class AmopClient:
             # Certificates were found, not asked for: the node may simply not use TLS.
             if url.startswith("wss://"):
                 plain = "ws://" + url.removeprefix("wss://")
-            elif url.startswith(f"{stream.SCHEME}://"):
+            elif url.startswith(f"{channel_socket.SCHEME}://"):
                 plain = url
             else:
                 raise
@@ -684,7 +693,7 @@ class AmopClient:
 
     async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Link:
         """Open the connection and handshake; ``ConnectError`` says why not."""
-        if url.startswith(f"{stream.SCHEME}://"):
+        if url.startswith(f"{channel_socket.SCHEME}://"):
             return await open_channel_link(
                 url,
                 ssl_context=ssl_context,
@@ -798,9 +807,9 @@ _WS_SCHEMES = ("ws://", "wss://")
 
 def _endpoint_url(endpoint: str, *, tls: bool) -> str:
     """The URL of an endpoint: ``channel://host:port`` or a WebSocket URL."""
-    if endpoint.startswith(f"{stream.SCHEME}://"):
-        return stream.endpoint_url(endpoint)
-    return websocket.endpoint_url(endpoint, tls=tls)
+    if endpoint.startswith(f"{channel_socket.SCHEME}://"):
+        return channel_socket.endpoint_url(endpoint)
+    return ws_socket.endpoint_url(endpoint, tls=tls)
 
 
 @asynccontextmanager

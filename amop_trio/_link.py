@@ -30,10 +30,10 @@ from ._errors import (
     WireError,
 )
 from ._log import log_event
-from ._transport import stream, websocket
+from ._requests import Deadlines, Pending
+from ._transport import channel_socket, ws_socket
 from ._transport.connection import FrameConnection, FrameTransport
-from ._util import Deadlines, Pending
-from ._wire.channel import (
+from ._wire.fisco2 import (
     ChannelFrame,
     ChannelHandshakeRequest,
     ChannelHandshakeResponse,
@@ -50,9 +50,7 @@ from ._wire.channel import (
     new_channel_seq,
     status_from_channel_result,
 )
-from ._wire.peer import PeerType
-from ._wire.status import Status
-from ._wire.ws import (
+from ._wire.fisco3 import (
     EXT_RESPONSE,
     Frame,
     HandshakeRequest,
@@ -65,6 +63,8 @@ from ._wire.ws import (
     encode_subtopic,
     new_seq,
 )
+from ._wire.peer import PeerType
+from ._wire.status import Status
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -253,7 +253,11 @@ class ChannelLink(Link):
     """A link speaking the 2.x channel protocol."""
 
     def __init__(
-        self, sock: stream.StreamSocket, endpoint: str, outbox_size: int, max_frame_size: int
+        self,
+        sock: channel_socket.StreamSocket,
+        endpoint: str,
+        outbox_size: int,
+        max_frame_size: int,
     ) -> None:
         super().__init__(sock, endpoint, outbox_size, max_frame_size)
         self.acks_multicast = True
@@ -379,7 +383,7 @@ async def open_ws_link(
     outbox_size: int,
 ) -> WsLink:
     """Open a WebSocket and handshake; ``ConnectError`` says why not."""
-    sock = await websocket.connect(
+    sock = await ws_socket.connect(
         url,
         ssl_context=ssl_context if url.startswith("wss://") else None,
         max_frame_size=max_frame_size,
@@ -409,7 +413,7 @@ async def open_channel_link(
     outbox_size: int,
 ) -> ChannelLink:
     """Open a channel connection (TLS if ``ssl_context``) and handshake."""
-    sock = await stream.connect(
+    sock = await channel_socket.connect(
         url, ssl_context=ssl_context, max_frame_size=max_frame_size, connect_timeout=connect_timeout
     )
     link = ChannelLink(sock, url, outbox_size, max_frame_size)

@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 from amop_trio._errors import AmopTimeoutError
-from amop_trio._util import Deadlines, Pending
+from amop_trio._requests import Deadlines, Pending
 
 
 class Item:

@@ -30,7 +30,7 @@ import pytest
 import trio
 
 from amop_trio import AmopClient, Subscription, open_amop
-from amop_trio._wire import websocket as wsc
+from amop_trio._wire import rfc6455 as wsc
 
 MIB = 1024 * 1024
 #: The issue asks for 100,000 multicasts.

@@ -27,7 +27,7 @@ from amop_trio import (
     open_amop,
     open_node,
 )
-from amop_trio._node.channel import ChannelSession
+from amop_trio._node.channel_service import ChannelSession
 from amop_trio._security.keys import generate_private_key
 
 PRIVATE = "secret"

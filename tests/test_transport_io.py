@@ -18,10 +18,10 @@ import trio
 import trio.testing
 
 from amop_trio._errors import ConnectionLostError
+from amop_trio._transport.channel_socket import StreamSocket
 from amop_trio._transport.connection import FrameConnection
-from amop_trio._transport.stream import StreamSocket
-from amop_trio._transport.tcp import StreamIO
-from amop_trio._wire.channel import ChannelDecoder
+from amop_trio._transport.fd_stream import StreamIO
+from amop_trio._wire.fisco2 import ChannelDecoder
 
 HEADER = struct.Struct(">IH32si")
 FRAME_DATA = 60_000

@@ -36,12 +36,14 @@ from typing import Any
 
 import trio
 
+from .._backoff import backoff_delay
 from .._errors import AmopError, WireError
 from .._log import log_event
-from .._transport import websocket
+from .._requests import Deadlines
+from .._transport import ws_socket
 from .._transport.connection import FrameConnection
-from .._util import Deadlines, backoff_delay
-from .._wire.channel import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco3 import Frame, decode_amop_body, decode_frame, encode_frame, new_seq
 from .._wire.peer import (
     Hello,
     LinkState,
@@ -53,10 +55,10 @@ from .._wire.peer import (
 )
 from .._wire.status import Status
 from .._wire.topics import private_of_challenge
-from .._wire.ws import Frame, decode_amop_body, decode_frame, encode_frame, new_seq
 from .busy_poll import BusyPoll
 from .directory import Directory
-from .local import LocalHub, NodeStatistics
+from .hub import LocalHub
+from .limits import NodeStatistics
 from .private import PrivateTopics
 from .unicast import Answer, LocalUnicast, RoutedUnicast
 
@@ -84,7 +86,7 @@ class PeerLink(FrameConnection):
 
     def __init__(
         self,
-        sock: websocket.FrameSocket,
+        sock: ws_socket.FrameSocket,
         peer_id: str,
         *,
         outbound: bool,
@@ -223,7 +225,7 @@ class Network:
 
     # -- links --------------------------------------------------------------
 
-    async def accept(self, sock: websocket.FrameSocket) -> None:
+    async def accept(self, sock: ws_socket.FrameSocket) -> None:
         """Serve a link a neighbour opened to this node."""
         link = await self._exchange_hello(sock, outbound=False)
         if link is not None:
@@ -239,7 +241,7 @@ class Network:
                 await self._links_changed.wait()
                 continue
             try:
-                sock = await websocket.connect(
+                sock = await ws_socket.connect(
                     f"{scheme}://{address}/",
                     ssl_context=self.ssl_context,
                     max_frame_size=self.max_frame_size,
@@ -260,7 +262,7 @@ class Network:
             await trio.sleep(backoff_delay(dialer.attempts, base=0.05, cap=2.0))
 
     async def _exchange_hello(
-        self, sock: websocket.FrameSocket, *, outbound: bool
+        self, sock: ws_socket.FrameSocket, *, outbound: bool
     ) -> PeerLink | None:
         hello = Hello(self.node_id, self.endpoints)
         try:

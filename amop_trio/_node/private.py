@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .._wire.topics import PUSH_PREFIX, is_private, private_of_challenge
-from .router import TopicTable
+from .topic_table import TopicTable
 
 #: Seconds before a publisher's node challenges the same subscriber again.
 RECHALLENGE_AFTER = 5.0

@@ -33,20 +33,22 @@ from typing import Any
 import trio
 
 from .._errors import ConnectionLostError, WireError
+from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
+from .._transport.channel_socket import StreamSocket
 from .._transport.sniff import Protocol, sniff
-from .._transport.stream import StreamSocket
-from .._transport.websocket import CLOSE_TIMEOUT, FrameSocket, server_handshake
-from .._util import unwrap_group, unwrapped_errors
-from .channel import ChannelService, ChannelSession
-from .local import LocalHub, NodeStatistics, Session
+from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
+from .channel_service import ChannelService, ChannelSession
+from .hub import LocalHub
+from .limits import NodeLimits, NodeStatistics
 from .network import Network
-from .router import TopicTable
-from .sdk import NodeLimits, SdkService
+from .session import Session
+from .topic_table import TopicTable
+from .ws_service import SdkService
 
 logger = logging.getLogger("amop_trio.node")
 
-__all__ = ["Node", "NodeLimits", "NodeStatistics", "open_node", "parse_listen"]
+__all__ = ["Node", "open_node", "parse_listen"]
 
 
 class Node:

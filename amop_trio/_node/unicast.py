@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._errors import AmopError
+from .._wire.fisco3 import Frame, new_seq
 from .._wire.status import Status
-from .._wire.ws import Frame, new_seq
-from .router import choose_unicast, choose_weighted
+from .selection import choose_unicast, choose_weighted
 
 if TYPE_CHECKING:
-    from .local import LocalHub
+    from .hub import LocalHub
     from .network import Network
 
 #: Where a unicast's outcome goes: ``answer(status, data)``.

@@ -3,7 +3,8 @@
 import random
 from collections import Counter
 
-from amop_trio._node.router import TopicTable, choose_unicast
+from amop_trio._node.selection import choose_unicast
+from amop_trio._node.topic_table import TopicTable
 
 
 def test_set_topics_reports_changes_and_replaces_the_whole_set() -> None:

@@ -26,7 +26,7 @@ import trio
 
 from .._errors import EncodeError, WireError
 from .._log import log_event
-from .._wire.channel import (
+from .._wire.fisco2 import (
     HEARTBEAT_ANSWER,
     MAX_TOPIC_BYTES,
     ChannelFrame,
@@ -46,12 +46,14 @@ from .._wire.channel import (
     new_channel_seq,
     status_from_channel_result,
 )
+from .._wire.fisco3 import Frame, PacketType, decode_amop_body, encode_amop_body
 from .._wire.peer import PeerType
 from .._wire.status import Status
-from .._wire.ws import Frame, PacketType, decode_amop_body, encode_amop_body
-from .local import LocalHub, NodeStatistics, Session
+from .hub import LocalHub
+from .limits import NodeLimits, NodeStatistics
 from .network import Network
-from .sdk import NodeLimits, Service, send_soon
+from .session import Session
+from .ws_service import Service, send_soon
 
 logger = logging.getLogger("amop_trio.node")
 

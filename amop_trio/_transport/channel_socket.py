@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import trio
 
 from .._errors import ConnectionLostError
-from .._wire.channel import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
-from .tcp import StreamIO, StreamIOSocket, open_stream
-from .websocket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
+from .._wire.fisco2 import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
+from .fd_stream import StreamIO, StreamIOSocket, open_stream
+from .ws_socket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
 SCHEME = "channel"

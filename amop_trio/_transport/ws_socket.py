@@ -1,4 +1,4 @@
-"""Frames over WebSocket: one binary message per frame, on the codec of ``_wire.websocket``.
+"""Frames over WebSocket: one binary message per frame, on the codec of ``_wire.rfc6455``.
 
 A generic WebSocket library runs a reader task of its own and hands each
 message over a channel; on a request/reply path that crosses four WebSockets
@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import trio
 
 from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
-from .._wire import websocket as ws
-from .tcp import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
+from .._wire import rfc6455 as ws
+from .fd_stream import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0

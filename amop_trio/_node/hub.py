@@ -1,4 +1,4 @@
-"""The clients connected to this node: their sessions, topics and local delivery.
+"""The clients connected to this node: their topics and local delivery.
 
 ``LocalHub`` knows every SDK session and the topic table, and fans
 multicasts out to them without waiting on any subscriber's bounded outbox
@@ -10,77 +10,17 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
-from .._errors import ConnectionLostError, WireError
+from .._errors import WireError
 from .._log import log_event
-from .._transport.connection import FrameConnection, FrameTransport
-from .._wire.channel import ChannelVerifyRequest
-from .._wire.peer import PeerType
 from .._wire.status import Status
-from .._wire.ws import Frame, PacketType, encode_frame, new_seq
-from .router import TopicTable
-
-if TYPE_CHECKING:
-    from .unicast import LocalUnicast
+from .limits import NodeStatistics
+from .session import Session
+from .topic_table import TopicTable
 
 logger = logging.getLogger("amop_trio.node")
-
-
-@dataclass(slots=True)
-class NodeStatistics:
-    """Counters of a node since it started."""
-
-    connections: int = 0
-    unicasts: int = 0
-    multicasts: int = 0
-    multicast_dropped: int = 0
-    refused: int = 0
-    forwarded: int = 0
-
-
-class Session(FrameConnection):
-    """One SDK client connected to this node, speaking ws.
-
-    Messages travel through the node as ws AMOP bodies; the ``*_frame``
-    methods turn them into this client's frames, so a subclass speaking
-    another protocol (``channel.ChannelSession``) overrides those alone.
-    """
-
-    #: Sessions of one protocol share the frames of a multicast.
-    protocol: ClassVar[str] = "ws"
-
-    def __init__(self, sid: int, sock: FrameTransport, outbox_size: int) -> None:
-        super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
-        self.id = sid
-        self.acks = False
-        self.requests = 0
-        self.dropped = 0
-        #: node seqs of unicasts delivered to this session and not answered yet.
-        self.deliveries: dict[bytes, LocalUnicast] = {}
-
-    def __repr__(self) -> str:
-        return f"<Session {self.id} {self.name}>"
-
-    def verify_request(self, request: ChannelVerifyRequest) -> bytes:
-        """The frame that asks this publisher to challenge a private-topic subscriber."""
-        return encode_frame(Frame(PeerType.VERIFY_REQUEST, new_seq(), request.encode()))
-
-    def request_frame(self, seq: bytes, body: bytes) -> bytes | None:
-        """The frame delivering unicast ``body`` under ``seq``; None if it cannot carry it."""
-        return encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body))
-
-    def multicast_frame(self, body: bytes) -> bytes | None:
-        """The frame delivering multicast ``body``; None if it cannot carry it."""
-        return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
-
-    def on_close(self, reason: str) -> None:
-        deliveries, self.deliveries = self.deliveries, {}
-        for unicast in deliveries.values():  # each tries another subscriber
-            unicast.fail(ConnectionLostError(f"subscriber {self.name} disconnected: {reason}"))
 
 
 class LocalHub:

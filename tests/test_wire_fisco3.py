@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from amop_trio._errors import AmopError, EncodeError, FrameTooLargeError, WireError
-from amop_trio._wire.status import Status, describe_status
-from amop_trio._wire.ws import (
+from amop_trio._wire.fisco3 import (
     DEFAULT_MAX_FRAME_SIZE,
     EXT_RESPONSE,
     HEADER_SIZE,
@@ -36,6 +35,7 @@ from amop_trio._wire.ws import (
     encode_subtopic,
     new_seq,
 )
+from amop_trio._wire.status import Status, describe_status
 
 # Modest and deterministic enough for CI: no deadline (a loaded machine must not
 # turn a slow example into a failure), the default number of examples.

@@ -14,19 +14,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from .._errors import ConnectionLostError, WireError
 from .._log import log_event
-from .._transport.websocket import HANDSHAKE_TIMEOUT
-from .._wire.channel import ChannelVerifyResult
-from .._wire.peer import PeerType
-from .._wire.status import Status
-from .._wire.ws import (
-    DEFAULT_MAX_FRAME_SIZE,
+from .._wire.fisco2 import ChannelVerifyResult
+from .._wire.fisco3 import (
     EXT_RESPONSE,
     Frame,
     HandshakeRequest,
@@ -37,8 +32,12 @@ from .._wire.ws import (
     decode_subtopic,
     encode_frame,
 )
-from .local import LocalHub, NodeStatistics, Session
+from .._wire.peer import PeerType
+from .._wire.status import Status
+from .hub import LocalHub
+from .limits import NodeLimits, NodeStatistics
 from .network import Network
+from .session import Session
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -49,21 +48,6 @@ _ANSWER_TYPES: dict[int, int] = {
     PacketType.AMOP_REQUEST: PacketType.AMOP_RESPONSE,
     PacketType.AMOP_BROADCAST: PacketType.AMOP_RESPONSE,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class NodeLimits:
-    """What one connection may ask of the node; beyond it, requests are refused."""
-
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
-    max_topics: int = 1000
-    max_topic_length: int = 65535
-    max_pending: int = 1024
-    outbox_size: int = 512
-    handshake_timeout: float = HANDSHAKE_TIMEOUT
-    #: Seconds a 2.x channel client may stay silent (no heartbeat, no frame) before it
-    #: is dropped; 2.x nodes allow 30. ws clients are pinged instead (``ping_interval``).
-    channel_idle_timeout: float = 30.0
 
 
 Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from amop_trio._errors import AmopError, EncodeError, FrameTooLargeError, WireError
-from amop_trio._wire import channel
-from amop_trio._wire.channel import (
+from amop_trio._wire import fisco2 as channel
+from amop_trio._wire.fisco2 import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
     HEARTBEAT_ANSWER,

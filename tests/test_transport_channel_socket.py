@@ -9,8 +9,8 @@ import trio
 import trio.testing
 
 from amop_trio._errors import ConnectionLostError, FrameTooLargeError, WireError
+from amop_trio._transport.channel_socket import StreamSocket, endpoint_url
 from amop_trio._transport.sniff import Protocol, classify, sniff
-from amop_trio._transport.stream import StreamSocket, endpoint_url
 
 HEADER = struct.Struct(">IH32si")
 

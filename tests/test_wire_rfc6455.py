@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amop_trio._errors import FrameTooLargeError, WireError
-from amop_trio._wire import websocket as ws
+from amop_trio._wire import rfc6455 as ws
 
 
 def decode_all(data: bytes, *, masked: bool, chunks: list[int] | None = None) -> list[ws.WsEvent]:
