@@ -541,8 +541,19 @@ class AmopClient:
         return status
 
     async def wait_connected(self) -> None:
-        """Wait until a connection to a node is up."""
+        """Wait until a connection to a node is up (a cancel point when it already is)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         await self._wait_link()
+
+    async def wait_disconnected(self) -> None:
+        """Wait until the current connection is lost (at once if none is up).
+
+        With ``wait_connected`` this lets an application say when its node
+        goes away and when the client is back, without polling.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.connected and not self._closed:
+            await self._link_changed.wait()
 
     # -- subscriptions ----------------------------------------------------
 
