@@ -1,0 +1,234 @@
+"""The client's connection to one node, whatever its protocol.
+
+``AmopClient`` works in terms of topics, data, ws ``Status`` codes and seqs;
+a ``Link`` turns those into frames and back. ``WsLink`` (``ws_link``) speaks
+ws (PROTOCOL.md section 1, ``ws://``/``wss://`` endpoints), ``ChannelLink``
+(``channel_link``) the 2.x channel protocol (section 2, ``channel://``).
+``decode`` turns each frame from the node into one ``Inbound`` event for the
+client's reader: a ``Delivery`` for its subscriptions, an ``Answer`` to a
+request, or a ``ChannelVerifyRequest`` (the node asks this publisher to
+challenge a private-topic subscriber). Answers always carry a ws ``Status``:
+a channel result code is converted, so the client raises the same errors over
+both protocols.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from .._errors import (
+    AmopTimeoutError,
+    ConnectError,
+    ConnectionLostError,
+    NoSubscriberError,
+    RejectedError,
+    WireError,
+)
+from .._requests import Deadlines, Pending
+from .._transport.connection import FrameConnection, FrameTransport
+from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco3 import new_seq
+from .._wire.status import Status
+
+#: ``nodeVersion`` with which amop_trio nodes answer a channel handshake.
+AMOP_TRIO_NODE_VERSION = "amop_trio"
+#: Status codes real nodes use for a timed-out request (3.x ``WsError::TimeOut``, tars).
+_TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
+_NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The node's answer to a request: a ws ``Status`` code and the payload."""
+
+    seq: bytes
+    status: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message for this client's subscriptions; ``topic`` is the wire topic."""
+
+    seq: bytes
+    topic: str
+    data: bytes
+    multicast: bool
+
+
+Inbound = Answer | Delivery | ChannelVerifyRequest | None
+
+
+class Link(FrameConnection):
+    """One live connection to a node, with the requests in flight on it."""
+
+    def __init__(
+        self, sock: FrameTransport, endpoint: str, outbox_size: int, max_frame_size: int
+    ) -> None:
+        super().__init__(sock, name=endpoint, outbox_size=outbox_size)
+        self.endpoint = endpoint
+        #: Whether the node answers each multicast (amop_trio nodes and 2.x nodes do).
+        self.acks_multicast = False
+        self.max_frame_size = max_frame_size
+        self.pending: dict[bytes, Pending[Answer]] = {}
+        #: Times out requests given a deadline (the client's).
+        self.deadlines: Deadlines | None = None
+        #: The client's topic version last sent on this link.
+        self.topics_version = -1
+
+    async def request(self, seq: bytes, frame: bytes, deadline: float = math.inf) -> Answer:
+        """Send ``frame`` and wait for the answer to ``seq``.
+
+        Past ``deadline`` (trio time), ``AmopTimeoutError``; that needs
+        ``deadlines`` set, or the caller's own cancel scope.
+        """
+        if self.closed:
+            raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
+        waiter: Pending[Answer] = Pending()
+        self.pending[seq] = waiter
+        if deadline < math.inf and self.deadlines is not None:
+            self.deadlines.add(deadline, waiter)
+        try:
+            await self._send_by(frame, deadline)
+            await waiter.wait()
+        finally:
+            self.pending.pop(seq, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def resolve(self, answer: Answer) -> bool:
+        """Hand ``answer`` to the request waiting for it; False if none is."""
+        waiter = self.pending.pop(answer.seq, None)
+        if waiter is None:
+            return False
+        waiter.resolve(answer)
+        return True
+
+    def on_close(self, reason: str) -> None:
+        for waiter in self.pending.values():
+            waiter.fail(ConnectionLostError(f"connection to {self.endpoint} lost: {reason}"))
+        self.pending.clear()
+
+    async def publish(self, topic: str, data: bytes, deadline: float = math.inf) -> Answer:
+        """Unicast and wait for the reply; ``EncodeError`` if the protocol cannot carry it."""
+        seq = new_seq()
+        return await self.request(seq, self.unicast_frame(seq, topic, data), deadline)
+
+    async def broadcast(self, topic: str, data: bytes, deadline: float = math.inf) -> Answer | None:
+        """Multicast; the node's answer, or None from a node that sends none."""
+        seq = new_seq()
+        frame = self.multicast_frame(seq, topic, data)
+        if self.acks_multicast:
+            return await self.request(seq, frame, deadline)
+        await self._send_by(frame, deadline)
+        return None
+
+    async def _send_by(self, frame: bytes, deadline: float) -> None:
+        """Send now if the outbox has room, else wait for room until ``deadline``."""
+        if self.send_nowait(frame):
+            return
+        with trio.move_on_at(deadline) as scope:
+            await self.send(frame)
+        if scope.cancelled_caught:
+            raise AmopTimeoutError(f"the outbox to {self.endpoint} stayed full")
+
+    # -- what each protocol defines -------------------------------------------
+
+    def decode(self, data: bytes) -> Inbound:
+        """One frame from the node as an event; ``WireError`` if it is not a frame."""
+        raise NotImplementedError
+
+    def unicast_frame(self, seq: bytes, topic: str, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def multicast_frame(self, seq: bytes, topic: str, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def reply_frame(self, seq: bytes, topic: str, data: bytes, status: int = 0) -> bytes:
+        """The answer to the unicast ``seq`` on ``topic`` (a failure if ``status``)."""
+        raise NotImplementedError
+
+    def verify_result_frame(self, result: ChannelVerifyResult) -> bytes:
+        raise NotImplementedError
+
+    async def send_topics(self, topics: Sequence[str]) -> Answer | None:
+        """Send the complete topic set; the node's answer, if it sends one."""
+        raise NotImplementedError
+
+    async def node_status(self) -> Answer:
+        raise NotImplementedError
+
+
+def check_answer(answer: Answer, topic: str) -> None:
+    """Raise the typed error a failure answer stands for; nothing for success."""
+    status = answer.status
+    if status == 0:
+        return
+    detail = answer.payload[:1000].decode("utf-8", "replace")
+    if status in _TIMEOUT_STATUSES:
+        raise AmopTimeoutError(
+            f"the subscriber of {topic!r} did not reply in time (status {status})"
+        )
+    if status in _NO_SUBSCRIBER_STATUSES:
+        raise NoSubscriberError(status, detail or f"nobody subscribes to {topic!r}")
+    raise RejectedError(status, detail)
+
+
+async def first_answer(sock: FrameTransport, link: Link, seq: bytes, timeout: float) -> Answer:
+    """The node's answer to the handshake ``seq``; other frames before it are skipped."""
+    with trio.fail_after(timeout):
+        while True:
+            event = link.decode(await sock.receive())
+            if isinstance(event, Answer) and event.seq == seq:
+                return event
+
+
+_Info = TypeVar("_Info")
+
+
+async def handshake(
+    link: Link,
+    url: str,
+    seq: bytes,
+    request: bytes,
+    accept: Callable[[Answer], _Info],
+    timeout: float,
+) -> _Info:
+    """Send the handshake, read its answer, and let ``accept`` judge it.
+
+    On any failure the socket is closed and the error said as a ``ConnectError``.
+    """
+    sock = link.sock
+    try:
+        await sock.send(request)
+        try:
+            return accept(await first_answer(sock, link, seq, timeout))
+        except WireError as exc:
+            raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
+    except BaseException as exc:
+        await sock.aclose()
+        error = handshake_error(exc, url, timeout)
+        if error is exc:
+            raise
+        raise error from None
+
+
+def handshake_error(exc: BaseException, url: str, timeout: float) -> BaseException:
+    """What a failed handshake raises: ``ConnectError`` unless it was not about the node."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        return ConnectError(f"node at {url} did not answer the handshake within {timeout:g} s")
+    if isinstance(exc, (WireError, ConnectionLostError)):
+        hint = ""
+        if url.startswith("channel://"):
+            hint = " (a TLS port? pass certs or an ssl_context)"
+        return ConnectError(f"handshake with {url} failed: {exc}{hint}")
+    return exc

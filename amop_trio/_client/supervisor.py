@@ -1,0 +1,259 @@
+"""The client's connection supervisor: one link to a node, kept up for the client's life.
+
+``Supervisor.run`` opens a link (ws, or channel for ``channel://``
+endpoints), handshakes, and serves it: the link's own reader, writer and
+pinger run in the link's nursery, and the reader dispatches what the node
+sends (deliveries to the ``TopicRegistry``, answers to the requests waiting
+on the link, verification requests to the client's private-topic worker).
+When the link dies, every request in flight on it fails at once with
+``ConnectionLostError``; the supervisor reconnects with exponential backoff
+and jitter, handshakes again and sends the complete topic set.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import NoReturn
+
+import trio
+
+from .._backoff import backoff_delay
+from .._errors import (
+    AmopError,
+    AmopTimeoutError,
+    ClientClosedError,
+    ConnectError,
+    ConnectionLostError,
+)
+from .._log import log_event
+from .._requests import Deadlines
+from .._transport import channel_socket
+from .._wire.fisco2 import ChannelVerifyRequest
+from .channel_link import open_channel_link
+from .config import ClientConfig
+from .link import Answer, Delivery, Link, check_answer
+from .subscription import TopicRegistry
+from .ws_link import open_ws_link
+
+logger = logging.getLogger("amop_trio.client")
+
+
+class Supervisor:
+    """Keeps one link to a node up, and the node informed of the client's topics."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        registry: TopicRegistry,
+        verify_requests: trio.MemorySendChannel[ChannelVerifyRequest],
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self._verify_requests = verify_requests
+        self.link: Link | None = None
+        self._link_changed = trio.Event()
+        #: Times out the requests of every link of this client.
+        self.deadlines = Deadlines()
+        self.closed = False
+        self.reconnects = 0
+        self._topic_lock = trio.Lock()
+        self._sync_wanted = trio.Event()
+
+    @property
+    def connected(self) -> bool:
+        link = self.link
+        return link is not None and not link.closed
+
+    # -- the current link -------------------------------------------------
+
+    async def wait_link(self) -> Link:
+        """The live link, once there is one; ``ClientClosedError`` once the client closed."""
+        while True:
+            if self.closed:
+                raise ClientClosedError("the client is closed")
+            link = self.link
+            if link is not None and not link.closed:
+                return link
+            await self._link_changed.wait()
+
+    async def link_until(self, timeout: float) -> tuple[Link, float]:
+        """The live link, and the deadline ``timeout`` seconds from now for a request on it.
+
+        ``AmopTimeoutError`` if no link comes up in time. Requests then time out
+        through ``deadlines`` rather than a cancel scope each.
+        """
+        deadline = trio.current_time() + timeout
+        link = self.link
+        if link is None or link.closed:
+            with trio.move_on_at(deadline):
+                return await self.wait_link(), deadline
+            raise AmopTimeoutError("no connection in time")
+        return link, deadline
+
+    async def wait_disconnected(self) -> None:
+        """Return once the current link is lost (at once if none is up)."""
+        while self.connected and not self.closed:
+            await self._link_changed.wait()
+
+    def _set_link(self, link: Link | None) -> None:
+        if link is not None:
+            link.deadlines = self.deadlines
+        self.link = link
+        self._link_changed.set()
+        self._link_changed = trio.Event()
+
+    async def close(self) -> None:
+        """Stop for good: close the link politely while its reader can still see the answer."""
+        self.closed = True
+        self.registry.closed = True
+        self._link_changed.set()
+        link = self.link
+        if link is not None:
+            link.close("client closed")
+            await link.sock.aclose(1000, "client closed")
+
+    # -- the topic set ----------------------------------------------------
+
+    async def sync_topics(self) -> None:
+        """Send the complete topic set to the node if it has changed since last sent."""
+        async with self._topic_lock:
+            link = self.link
+            version = self.registry.version
+            if link is None or link.closed or link.topics_version == version:
+                return
+            try:
+                with trio.move_on_after(self.config.timeout):
+                    answer = await link.send_topics(self.registry.topics)
+                    if answer is not None:
+                        check_answer(answer, "(subscription)")
+                    link.topics_version = version
+            except ConnectionLostError:
+                return  # the next link sends the set after its handshake
+
+    def sync_topics_soon(self) -> None:
+        """Have ``run_topic_syncer`` send the topic set; never blocks."""
+        self._sync_wanted.set()
+
+    async def run_topic_syncer(self) -> NoReturn:
+        """Send the topic set whenever ``sync_topics_soon`` asks, for ever."""
+        while True:
+            await self._sync_wanted.wait()
+            self._sync_wanted = trio.Event()
+            try:
+                await self.sync_topics()
+            except AmopError as exc:
+                log_event(logger, logging.DEBUG, "topic_sync_failed", error=exc)
+
+    # -- supervision ------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep one link up for the client's whole life."""
+        urls = self.config.urls
+        started = False
+        attempt = 0
+        index = 0
+        while True:
+            url = urls[index % len(urls)]
+            index += 1
+            failure: AmopError
+            try:
+                link = await self._open_link(url)
+                if started:
+                    self.reconnects += 1
+                else:
+                    started = True
+                    task_status.started()
+                attempt = 0
+                await self._run_link(link)
+            except AmopError as error:
+                failure = error
+            else:
+                failure = ConnectionLostError(f"connection to {url} lost")
+            if self.closed:
+                return
+            if not started and index >= len(urls):
+                raise failure
+            if started and not self.config.reconnect:
+                raise failure
+            if not started:
+                continue
+            delay = backoff_delay(attempt)
+            attempt += 1
+            log_event(
+                logger,
+                logging.INFO,
+                "reconnecting",
+                endpoint=url,
+                error=failure,
+                delay=f"{delay:.2f}",
+            )
+            await trio.sleep(delay)
+
+    async def _open_link(self, url: str) -> Link:
+        try:
+            return await self._connect(url, self.config.ssl_context)
+        except ConnectError:
+            if not self.config.implicit_tls:
+                raise
+            # Certificates were found, not asked for: the node may simply not use TLS.
+            if url.startswith("wss://"):
+                plain = "ws://" + url.removeprefix("wss://")
+            elif url.startswith(f"{channel_socket.SCHEME}://"):
+                plain = url
+            else:
+                raise
+            try:
+                return await self._connect(plain, None)
+            except ConnectError:
+                pass
+            raise
+
+    async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Link:
+        """Open the connection and handshake; ``ConnectError`` says why not."""
+        config = self.config
+        opener = (
+            open_channel_link if url.startswith(f"{channel_socket.SCHEME}://") else open_ws_link
+        )
+        return await opener(
+            url,
+            ssl_context=ssl_context,
+            max_frame_size=config.max_frame_size,
+            connect_timeout=config.connect_timeout,
+            outbox_size=config.outbox_size,
+        )
+
+    async def _run_link(self, link: Link) -> None:
+        self._set_link(link)
+        self.sync_topics_soon()
+
+        async def read_loop(_: trio.Nursery) -> None:
+            await self._reader(link)
+
+        try:
+            reason = await link.run(
+                read_loop,
+                ping_interval=self.config.ping_interval,
+                ping_timeout=self.config.ping_timeout,
+            )
+        finally:
+            if self.link is link:
+                self._set_link(None)
+        log_event(logger, logging.INFO, "disconnected", endpoint=link.endpoint, reason=reason)
+
+    async def _reader(self, link: Link) -> None:
+        """Dispatch each frame from the node, until the link ends."""
+        while True:
+            event = link.decode(await link.sock.receive())
+            if isinstance(event, Delivery):
+                refusal = self.registry.deliver(link, event)
+                if refusal is not None:
+                    await link.send(refusal)
+            elif isinstance(event, Answer):
+                if not link.resolve(event):
+                    log_event(logger, logging.DEBUG, "frame_ignored", status=event.status)
+            elif isinstance(event, ChannelVerifyRequest):
+                try:
+                    self._verify_requests.send_nowait(event)
+                except trio.WouldBlock:
+                    log_event(logger, logging.WARNING, "challenge_dropped", topic=event.topic)
