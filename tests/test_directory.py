@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amop_trio._node.directory import Directory
-from amop_trio._node.network import _IdMemory
+from amop_trio._node.remote import IdMemory
 from amop_trio._wire.peer import LinkState
 
 
@@ -50,7 +50,7 @@ def test_only_newer_advertisements_are_taken() -> None:
 
 
 def test_id_memory_is_bounded_in_entries_and_in_bytes() -> None:
-    memory = _IdMemory(10, max_bytes=100)
+    memory = IdMemory(10, max_bytes=100)
     for i in range(5):
         memory.put(bytes([i]), b"x" * 40)
     assert bytes([4]) in memory

@@ -65,12 +65,12 @@ async def test_node_links_need_the_same_chain_ca(tmp_path: Path) -> None:
             ) as stranger,
         ):
             with trio.fail_after(5):
-                while node1.node_id not in node0.network.links:
+                while node1.node_id not in node0.network.links.by_peer:
                     await trio.sleep(0.02)
             await trio.sleep(1.0)  # the stranger has had time to retry its dial
-            assert set(node0.network.links) == {node1.node_id}
-            assert stranger.network.links == {}
-            dialer = next(iter(stranger.network.dialers.values()))
+            assert set(node0.network.links.by_peer) == {node1.node_id}
+            assert stranger.network.links.by_peer == {}
+            dialer = next(iter(stranger.network.links.dialers.values()))
             assert dialer.state == "connecting"
             assert dialer.error
 

@@ -22,8 +22,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-import trio
-
 from .._errors import EncodeError, WireError
 from .._log import log_event
 from .._wire.fisco2 import (
@@ -52,8 +50,8 @@ from .._wire.status import Status
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .network import Network
+from .service import Service
 from .session import Session
-from .ws_service import Service, send_soon
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -131,7 +129,26 @@ def _decode_topic_body(data: bytes) -> TopicBody:
         raise
 
 
-Handler = Callable[["ChannelService", ChannelSession, ChannelFrame, trio.Nursery], Awaitable[None]]
+class _ChannelRequest:
+    """A channel client's unicast: its outcome is answered under the request's seq."""
+
+    __slots__ = ("_frame", "_session", "_topic")
+
+    def __init__(self, session: ChannelSession, frame: ChannelFrame, topic: str) -> None:
+        self._session = session
+        self._frame = frame
+        self._topic = topic
+
+    def answer(self, status: int, data: bytes) -> None:
+        session = self._session
+        session.requests -= 1
+        payload = encode_topic_body(self._topic, data) if status == 0 else data
+        session.answer_nowait(
+            _answer_frame(self._frame, channel_result_from_status(status), payload)
+        )
+
+
+Handler = Callable[["ChannelService", ChannelSession, ChannelFrame], Awaitable[None]]
 
 
 class ChannelService(Service):
@@ -149,7 +166,7 @@ class ChannelService(Service):
         #: Longest topic a channel client may use: what a topic body can carry.
         self.max_topic_bytes = min(MAX_TOPIC_BYTES, limits.max_topic_length)
 
-    async def serve(self, session: ChannelSession, nursery: trio.Nursery) -> None:
+    async def serve(self, session: ChannelSession) -> None:
         """Read and answer the session's frames until it closes."""
         max_size = self.limits.max_frame_size
         touch = self.network.busy_poll.touch
@@ -166,7 +183,7 @@ class ChannelService(Service):
                 )
                 continue
             try:
-                await handler(self, session, frame, nursery)
+                await handler(self, session, frame)
             except WireError as exc:
                 await self._refuse(session, frame, exc.status or Status.INVALID_REQUEST, str(exc))
 
@@ -201,14 +218,14 @@ class ChannelService(Service):
 
     # -- handlers -------------------------------------------------------------
 
-    async def _on_heartbeat(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_heartbeat(self, session: ChannelSession, frame: ChannelFrame) -> None:
         try:
             answer = heartbeat_answer(frame.data)
         except WireError:
             answer = HEARTBEAT_ANSWER  # whatever it was, the client is alive
         await self._answer(session, frame, 0, answer)
 
-    async def _on_handshake(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_handshake(self, session: ChannelSession, frame: ChannelFrame) -> None:
         request = ChannelHandshakeRequest.decode(frame.data)
         version = request.choose_protocol(PROTOCOL_MIN, PROTOCOL_MAX)
         if version is None:
@@ -231,7 +248,7 @@ class ChannelService(Service):
             session, frame, 0, ChannelHandshakeResponse(version, NODE_VERSION).encode()
         )
 
-    async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame) -> None:
         accepted, refused = [], []
         for topic in decode_subscription(frame.data):
             if topic.startswith(BLOCK_NOTIFY_PREFIX):
@@ -254,9 +271,7 @@ class ChannelService(Service):
                 level=logging.WARNING,
             )
 
-    async def _on_request(
-        self, session: ChannelSession, frame: ChannelFrame, nursery: trio.Nursery
-    ) -> None:
+    async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
         if session.requests >= self.limits.max_pending:
             await self._refuse(
@@ -268,22 +283,16 @@ class ChannelService(Service):
             return
         session.requests += 1
         self.stats.unicasts += 1
+        requester = _ChannelRequest(session, frame, body.topic)
+        self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), requester)
 
-        def answer(status: int, payload: bytes) -> None:
-            session.requests -= 1
-            data = encode_topic_body(body.topic, payload) if status == 0 else payload
-            reply = _answer_frame(frame, channel_result_from_status(status), data)
-            send_soon(session, reply, nursery)
-
-        self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), answer)
-
-    async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
         self.stats.multicasts += 1
         self.network.multicast(body.topic, encode_amop_body(body.topic, body.data))
         await self._answer(session, frame, 0, frame.data)  # real nodes echo the body
 
-    async def _on_response(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_response(self, session: ChannelSession, frame: ChannelFrame) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
         if waiter is None:
             return  # late, or an answer to a multicast some SDKs send
@@ -297,15 +306,13 @@ class ChannelService(Service):
                 status, data = Status.SEND_FAILED, str(exc).encode()
         waiter.resolve(Frame(PacketType.AMOP_RESPONSE, frame.seq, data, status=status))
 
-    async def _on_verify_request(
-        self, session: ChannelSession, frame: ChannelFrame, _: Any
-    ) -> None:
+    async def _on_verify_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         """Some SDKs acknowledge the node's 0x37; nothing to do."""
 
-    async def _on_verify_result(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_verify_result(self, session: ChannelSession, frame: ChannelFrame) -> None:
         self.network.verification_result(ChannelVerifyResult.decode(frame.data))
 
-    async def _on_rpc(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_rpc(self, session: ChannelSession, frame: ChannelFrame) -> None:
         try:
             request = json.loads(frame.data)
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -321,7 +328,7 @@ class ChannelService(Service):
         result = channel_result_from_status(Status.UNSUPPORTED_TYPE)
         await self._answer(session, frame, result, json.dumps(answer).encode())
 
-    async def _on_status(self, session: ChannelSession, frame: ChannelFrame, _: Any) -> None:
+    async def _on_status(self, session: ChannelSession, frame: ChannelFrame) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
 

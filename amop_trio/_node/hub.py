@@ -75,6 +75,13 @@ class LocalHub:
             )
         return bool(added or removed)
 
+    def subscribers(self, topic: str) -> list[int]:
+        """Sessions subscribed to ``topic``, in subscription order."""
+        return self.table.subscribers(topic)
+
+    def session(self, sid: int) -> Session | None:
+        return self.sessions.get(sid)
+
     def topic_counts(self) -> dict[str, int]:
         return self.table.topics()
 

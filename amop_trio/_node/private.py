@@ -12,15 +12,34 @@ against its approved keys, and tells its node (VERIFY_RESULT), which tells
 the subscriber's node. Messages of a private topic that come from another
 node are delivered only to verified subscribers, and only verified ones are
 counted in the link state, so unicasts never pick the others. Publisher and
-subscriber on the same node need no verification. Pure: no I/O, no clock.
+subscriber on the same node need no verification.
+
+``PrivateTopics`` holds the state and decides, without I/O or a clock;
+``Verifier`` acts on it: it pushes challenges to local publishers, and
+carries verdicts to the subscribers' nodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, NoReturn
 
+import trio
+
+from .._log import log_event
+from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco3 import Frame, new_seq
+from .._wire.peer import PeerType, VerifyNotice
 from .._wire.topics import PUSH_PREFIX, is_private, private_of_challenge
 from .topic_table import TopicTable
+
+if TYPE_CHECKING:
+    from .directory import Directory
+    from .hub import LocalHub
+
+logger = logging.getLogger("amop_trio.node")
 
 #: Seconds before a publisher's node challenges the same subscriber again.
 RECHALLENGE_AFTER = 5.0
@@ -136,3 +155,103 @@ class PrivateTopics:
         for key in [k for k in self._challenged if k not in current]:
             del self._challenged[key]
         return due
+
+    def next_due(self) -> float:
+        """When ``challenges_due`` may next have something to push again (inf: never)."""
+        if not self._challenged:
+            return math.inf
+        return min(self._challenged.values()) + RECHALLENGE_AFTER
+
+
+#: Seconds the verifier waits after acting, so bursts of changes share one pass.
+_VERIFY_PAUSE = 0.05
+
+
+class Verifier:
+    """Pushes challenges to local publishers and carries their verdicts to other nodes."""
+
+    def __init__(
+        self,
+        node_id: str,
+        private: PrivateTopics,
+        directory: Directory,
+        hub: LocalHub,
+        *,
+        forward: Callable[[str, Frame, int], None],
+        topics_changed: Callable[[], None],
+    ) -> None:
+        self.node_id = node_id
+        self.private = private
+        self.directory = directory
+        self.hub = hub
+        self._forward = forward
+        self._topics_changed = topics_changed
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
+        """The directory changed: look for subscribers to challenge."""
+        self._wake.set()
+
+    async def run(self) -> NoReturn:
+        """Ask local publishers to challenge the unverified subscribers other nodes report.
+
+        Sleeps until the directory changes, or until a challenge that went
+        unanswered is due again: with no private topic anywhere, it never wakes.
+        """
+        while True:
+            with trio.move_on_at(self.private.next_due()):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            self._push_due()
+            await trio.sleep(_VERIFY_PAUSE)  # changes meanwhile set ``_wake`` again
+
+    def _push_due(self) -> None:
+        pending = {}
+        for node in self.directory.reachable():
+            state = self.directory.state_of(node)
+            if node != self.node_id and state is not None and state.pending:
+                pending[node] = state.pending
+        for node, private, challenge, sid in self.private.challenges_due(
+            pending, trio.current_time()
+        ):
+            session = self.hub.sessions.get(sid)
+            if session is not None:
+                session.send_nowait(
+                    session.verify_request(ChannelVerifyRequest(private, challenge, node))
+                )
+                log_event(
+                    logger, logging.INFO, "challenge_requested", node=node[:12], topic=private
+                )
+
+    def verification_result(self, result: ChannelVerifyResult) -> None:
+        """A local publisher's verdict: pass it to the subscriber's node."""
+        challenges = (
+            [result.topic_for_cert]
+            if result.topic_for_cert
+            else [
+                challenge
+                for node, challenge in self.private.challenged()
+                if node == result.node_id and private_of_challenge(challenge) == result.topic
+            ]
+        )
+        for challenge in challenges:
+            notice = VerifyNotice(result.node_id, challenge, result.verified)
+            self.on_notice(Frame(PeerType.VERIFY_NOTICE, new_seq(), notice.encode()))
+
+    def on_notice(self, frame: Frame) -> None:
+        """A verdict on its way to a subscriber's node: record it here, or pass it on."""
+        notice = VerifyNotice.decode(frame.payload)
+        if notice.target == self.node_id:
+            if self.private.mark(notice.challenge, notice.verified):
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "subscriber_verified" if notice.verified else "subscriber_refused",
+                    challenge=notice.challenge[-32:],
+                )
+                self._topics_changed()
+            return
+        onward = VerifyNotice(notice.target, notice.challenge, notice.verified, notice.hop - 1)
+        self._forward(
+            notice.target, Frame(PeerType.VERIFY_NOTICE, frame.seq, onward.encode()), notice.hop
+        )

@@ -147,8 +147,26 @@ class Node:
                 "refused": self.stats.refused,
                 "forwarded": self.stats.forwarded,
             },
-            **self.network.status(),
+            **self.network.links.status(),
+            "directory": self._directory_status(),
         }
+
+    def _directory_status(self) -> list[dict[str, Any]]:
+        """Every reachable node, how far it is and what it advertises."""
+        directory = self.network.directory
+        entries = []
+        for node in directory.reachable():
+            state = directory.state_of(node)
+            entries.append(
+                {
+                    "node": node,
+                    "distance": directory.distance(node),
+                    "nextHop": directory.next_hop(node),
+                    "endpoints": list(state.endpoints) if state else [],
+                    "topics": dict(state.topics) if state else {},
+                }
+            )
+        return entries
 
     async def serve(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; reports ``self`` once listening."""
@@ -185,7 +203,7 @@ class Node:
 
     async def aclose_connections(self) -> None:
         """Close every client and node link politely, in well under a second."""
-        await self.network.close_links()
+        self.network.close_links()
         await self.hub.close_all(2 * CLOSE_TIMEOUT)
 
     async def _serve_stream(
@@ -271,7 +289,7 @@ class Node:
     async def _serve_session(
         self,
         session: Session,
-        read_loop: Callable[[trio.Nursery], Awaitable[None]],
+        read_loop: Callable[[], Awaitable[None]],
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
     ) -> None:
@@ -284,9 +302,13 @@ class Node:
             remote=session.name,
             protocol=session.protocol,
         )
+
+        async def run_reader(_: trio.Nursery) -> None:
+            await read_loop()
+
         try:
             reason = await session.run(
-                read_loop,
+                run_reader,
                 ping_interval=self.ping_interval if ping_interval is None else ping_interval,
                 ping_timeout=self.ping_timeout if ping_timeout is None else ping_timeout,
             )

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
-from .._errors import ConnectionLostError
+from .._errors import AmopError, ConnectionLostError
 from .._transport.connection import FrameConnection, FrameTransport
 from .._wire.fisco2 import ChannelVerifyRequest
 from .._wire.fisco3 import Frame, PacketType, encode_frame, new_seq
 from .._wire.peer import PeerType
 
-if TYPE_CHECKING:
-    from .unicast import LocalUnicast
+
+class Delivered(Protocol):
+    """A unicast handed to a session, waiting for that subscriber's answer."""
+
+    def resolve(self, reply: Frame) -> None:
+        """The subscriber answered (a refusal, if the frame carries a status)."""
+
+    def fail(self, error: AmopError) -> None:
+        """The subscriber went away before answering."""
 
 
 class Session(FrameConnection):
@@ -19,7 +26,7 @@ class Session(FrameConnection):
 
     Messages travel through the node as ws AMOP bodies; the ``*_frame``
     methods turn them into this client's frames, so a subclass speaking
-    another protocol (``channel.ChannelSession``) overrides those alone.
+    another protocol (``channel_service.ChannelSession``) overrides those alone.
     """
 
     #: Sessions of one protocol share the frames of a multicast.
@@ -29,10 +36,11 @@ class Session(FrameConnection):
         super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
         self.id = sid
         self.acks = False
+        #: Requests of this client in flight: each owes it one answer.
         self.requests = 0
         self.dropped = 0
         #: node seqs of unicasts delivered to this session and not answered yet.
-        self.deliveries: dict[bytes, LocalUnicast] = {}
+        self.deliveries: dict[bytes, Delivered] = {}
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.name}>"
@@ -48,6 +56,16 @@ class Session(FrameConnection):
     def multicast_frame(self, body: bytes) -> bytes | None:
         """The frame delivering multicast ``body``; None if it cannot carry it."""
         return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
+
+    def answer_nowait(self, data: bytes) -> None:
+        """Queue the answer to one of this client's requests, even past the outbox limit.
+
+        Never blocks and never drops: answers are bounded by the requests in
+        flight (``NodeLimits.max_pending`` per connection), so the outbox can
+        exceed its limit by at most that many frames.
+        """
+        if not self.closed and not self.send_nowait(data):
+            self._push(data)
 
     def on_close(self, reason: str) -> None:
         deliveries, self.deliveries = self.deliveries, {}

@@ -9,65 +9,100 @@ or a route breaking calls ``fail``, which tries the next one; the node's
 ``Deadlines`` calls ``expire``. So a round trip costs no task, no cancel
 scope and no hand-off between tasks in the node.
 
-``answer(status, data)`` is called exactly once; ``status`` is 0 with the
-subscriber's reply, or a ``Status`` code with a UTF-8 reason.
+The outcome goes to a ``Requester``, exactly once: ``answer(status, data)``
+with status 0 and the subscriber's reply, or a ``Status`` code with a UTF-8
+reason. The state machines know the rest of the node only through the
+narrow ``LocalSubscribers`` and ``Router`` protocols below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
 from .._errors import AmopError
 from .._wire.fisco3 import Frame, new_seq
 from .._wire.status import Status
 from .selection import choose_unicast, choose_weighted
+from .session import Delivered, Session
 
-if TYPE_CHECKING:
-    from .hub import LocalHub
-    from .network import Network
 
-#: Where a unicast's outcome goes: ``answer(status, data)``.
-Answer = Callable[[int, bytes], None]
+class Requester(Protocol):
+    """Whoever asked for a unicast, and is owed its outcome."""
+
+    def answer(self, status: int, data: bytes) -> None:
+        """The outcome: 0 and the reply, or a status code and a reason."""
+
+
+class LocalSubscribers(Protocol):
+    """What a unicast needs to reach this node's own subscribers (``LocalHub``)."""
+
+    rng: random.Random
+    #: True once the node stops: unicasts in flight are dropped, not answered.
+    stopping: bool
+
+    def subscribers(self, topic: str) -> list[int]: ...
+
+    def session(self, sid: int) -> Session | None: ...
+
+
+class Router(Protocol):
+    """What a unicast needs to reach subscribers anywhere in the network (``Network``)."""
+
+    node_id: str
+    rng: random.Random
+    request_timeout: float
+
+    @property
+    def hub(self) -> LocalSubscribers: ...
+
+    def subscriber_counts(self, topic: str) -> dict[str, int]:
+        """Subscribers of ``topic`` on each reachable node, this one included."""
+
+    def send_remote(self, job: RoutedUnicast, node: str) -> bool:
+        """Send ``job`` to ``node``; False if there is no route to it."""
+
+    def forget_remote(self, request_id: bytes) -> None:
+        """Stop waiting for another node's answer to ``request_id``."""
 
 
 class LocalUnicast:
     """A unicast delivered to this node's own subscribers of ``topic`` (of ``only``, if set)."""
 
-    __slots__ = ("_registered", "answer", "body", "done", "hub", "last_status", "topic", "tried")
+    __slots__ = ("_registered", "body", "done", "hub", "last_status", "requester", "topic", "tried")
 
     def __init__(
         self,
-        hub: LocalHub,
+        hub: LocalSubscribers,
         topic: str,
         body: bytes,
-        answer: Answer,
+        requester: Requester,
         only: set[int] | None = None,
     ) -> None:
         self.hub = hub
         self.topic = topic
         self.body = body
-        self.answer = answer
+        self.requester = requester
         self.done = False
         self.last_status: int = Status.NO_SUBSCRIBER_CLIENT
         self.tried: set[int] = set()
         if only is not None:
-            self.tried.update(s for s in hub.table.subscribers(topic) if s not in only)
+            self.tried.update(s for s in hub.subscribers(topic) if s not in only)
         #: The ``deliveries`` dict of the session holding this unicast, and its key there.
-        self._registered: tuple[dict[bytes, LocalUnicast], bytes] | None = None
+        self._registered: tuple[dict[bytes, Delivered], bytes] | None = None
 
     def attempt(self) -> None:
         """Send to a local subscriber not tried yet; if none is left, answer the last failure."""
         hub = self.hub
         while not self.done:
-            sid = choose_unicast(hub.table.subscribers(self.topic), self.tried, hub.rng)
+            sid = choose_unicast(hub.subscribers(self.topic), self.tried, hub.rng)
             if sid is None:
                 self.finish(
                     self.last_status, f"no local subscriber of {self.topic!r} answered".encode()
                 )
                 return
             self.tried.add(sid)
-            target = hub.sessions.get(sid)
+            target = hub.session(sid)
             if target is None or target.closed:
                 continue
             seq = new_seq()
@@ -112,7 +147,7 @@ class LocalUnicast:
             deliveries.pop(seq, None)
             self._registered = None
         self.body = b""
-        self.answer(status, data)
+        self.requester.answer(status, data)
 
 
 class RoutedUnicast:
@@ -124,25 +159,25 @@ class RoutedUnicast:
     """
 
     __slots__ = (
-        "answer",
         "body",
         "deadline",
         "done",
         "last_status",
         "local",
-        "network",
         "request_id",
+        "requester",
+        "router",
         "topic",
         "tried",
     )
 
     def __init__(
-        self, network: Network, topic: str, body: bytes, answer: Answer, deadline: float
+        self, router: Router, topic: str, body: bytes, requester: Requester, deadline: float
     ) -> None:
-        self.network = network
+        self.router = router
         self.topic = topic
         self.body = body
-        self.answer = answer
+        self.requester = requester
         self.deadline = deadline
         self.done = False
         self.last_status: int = Status.NO_SUBSCRIBER_CLIENT
@@ -154,12 +189,9 @@ class RoutedUnicast:
 
     def attempt(self) -> None:
         """Send to a node not tried yet; answer with the last failure if none is left."""
-        network = self.network
+        router = self.router
         while not self.done:
-            counts = network.directory.subscriber_counts(self.topic)
-            local = network.hub.subscriber_count(self.topic)
-            if local:
-                counts[network.node_id] = local
+            counts = router.subscriber_counts(self.topic)
             for node in self.tried:
                 counts.pop(node, None)
             if not counts:
@@ -172,17 +204,18 @@ class RoutedUnicast:
                         self.last_status, f"no subscriber of {self.topic!r} answered".encode()
                     )
                 return
-            node = choose_weighted(counts, network.rng)
+            node = choose_weighted(counts, router.rng)
             self.tried.add(node)
-            if node == network.node_id:
-                self.local = LocalUnicast(network.hub, self.topic, self.body, self._local_outcome)
+            if node == router.node_id:
+                self.local = LocalUnicast(router.hub, self.topic, self.body, _LocalPart(self))
                 self.local.attempt()
                 return
-            if network.send_remote(self, node):
+            if router.send_remote(self, node):
                 return
             self.last_status = Status.SEND_FAILED
 
-    def _local_outcome(self, status: int, data: bytes) -> None:
+    def local_outcome(self, status: int, data: bytes) -> None:
+        """This node's own subscribers answered (a failure, if ``status``)."""
         self.local = None
         self._outcome(status, data)
 
@@ -206,7 +239,7 @@ class RoutedUnicast:
         self.attempt()
 
     def expire(self) -> None:
-        timeout = self.network.request_timeout
+        timeout = self.router.request_timeout
         self.finish(Status.TIMEOUT, f"no reply on {self.topic!r} within {timeout:g} s".encode())
 
     def finish(self, status: int, data: bytes) -> None:
@@ -217,7 +250,19 @@ class RoutedUnicast:
         if local is not None:
             local.finish(Status.TIMEOUT, b"")  # its outcome is ignored: this one is done
         if self.request_id is not None:
-            self.network.forget_remote(self.request_id)
+            self.router.forget_remote(self.request_id)
             self.request_id = None
         self.body = b""
-        self.answer(status, data)
+        self.requester.answer(status, data)
+
+
+class _LocalPart:
+    """The requester of a routed unicast's local attempt: its outcome moves the unicast on."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: RoutedUnicast) -> None:
+        self._job = job
+
+    def answer(self, status: int, data: bytes) -> None:
+        self._job.local_outcome(status, data)

@@ -10,7 +10,6 @@ only turns frames into calls and results into frames.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 import trio
 
-from .._errors import ConnectionLostError, WireError
+from .._errors import WireError
 from .._log import log_event
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import (
@@ -34,9 +33,7 @@ from .._wire.fisco3 import (
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status
-from .hub import LocalHub
-from .limits import NodeLimits, NodeStatistics
-from .network import Network
+from .service import Service
 from .session import Session
 
 logger = logging.getLogger("amop_trio.node")
@@ -50,7 +47,7 @@ _ANSWER_TYPES: dict[int, int] = {
 }
 
 
-Handler = Callable[["SdkService", Session, Frame, trio.Nursery], Awaitable[None]]
+Handler = Callable[["SdkService", Session, Frame], Awaitable[None]]
 
 
 def _answer_frame(frame: Frame, status: int = 0, payload: bytes = b"") -> bytes:
@@ -59,39 +56,25 @@ def _answer_frame(frame: Frame, status: int = 0, payload: bytes = b"") -> bytes:
     return encode_frame(Frame(ptype, frame.seq, payload, status=status, ext=EXT_RESPONSE))
 
 
-def send_soon(session: Session, data: bytes, nursery: trio.Nursery) -> None:
-    """Send now if the session's outbox has room, else as soon as it has (if it lives on)."""
-    if not session.send_nowait(data) and not session.closed:
-        nursery.start_soon(_send_later, session, data)
+class _WsRequest:
+    """A ws client's unicast: its outcome is answered under the request's seq."""
 
+    __slots__ = ("_frame", "_session")
 
-async def _send_later(session: Session, data: bytes) -> None:
-    with contextlib.suppress(ConnectionLostError):  # the publisher left
-        await session.send(data)
+    def __init__(self, session: Session, frame: Frame) -> None:
+        self._session = session
+        self._frame = frame
 
-
-class Service:
-    """What serving either SDK protocol needs: the clients, the network, the limits."""
-
-    def __init__(
-        self,
-        hub: LocalHub,
-        network: Network,
-        limits: NodeLimits,
-        stats: NodeStatistics,
-        status: Callable[[], dict[str, Any]],
-    ) -> None:
-        self.hub = hub
-        self.network = network
-        self.limits = limits
-        self.stats = stats
-        self._status = status
+    def answer(self, status: int, data: bytes) -> None:
+        session = self._session
+        session.requests -= 1
+        session.answer_nowait(_answer_frame(self._frame, status, data))
 
 
 class SdkService(Service):
     """Serves the ws SDK protocol on sessions, routing through ``network``."""
 
-    async def serve(self, session: Session, nursery: trio.Nursery) -> None:
+    async def serve(self, session: Session) -> None:
         """Read and answer the session's frames until it closes."""
         limits = self.limits
         with trio.move_on_after(limits.handshake_timeout) as scope:
@@ -105,7 +88,7 @@ class SdkService(Service):
                 session, first, Status.UNSUPPORTED_TYPE, b"the first frame must be a HANDSHAKE"
             )
             raise WireError(f"first frame has type {first.type:#x}, expected HANDSHAKE (0x100)")
-        await self._on_handshake(session, first, nursery)
+        await self._on_handshake(session, first)
         touch = self.network.busy_poll.touch
         while True:
             frame = decode_frame(await session.sock.receive(), max_size=limits.max_frame_size)
@@ -120,7 +103,7 @@ class SdkService(Service):
                 )
                 continue
             try:
-                await handler(self, session, frame, nursery)
+                await handler(self, session, frame)
             except WireError as exc:
                 self.stats.refused += 1
                 await self._answer(
@@ -135,7 +118,7 @@ class SdkService(Service):
 
     # -- handlers -------------------------------------------------------------
 
-    async def _on_handshake(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_handshake(self, session: Session, frame: Frame) -> None:
         request = HandshakeRequest.decode(frame.payload)
         version = max(1, min(PROTOCOL_VERSION, request.max_version))
         session.acks = request.amop_acks
@@ -147,7 +130,7 @@ class SdkService(Service):
         }
         await self._answer(session, frame, 0, HandshakeResponse(version, extra).encode())
 
-    async def _on_subtopic(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_subtopic(self, session: Session, frame: Frame) -> None:
         topics = decode_subtopic(frame.payload)
         limits = self.limits
         for topic in topics:
@@ -161,7 +144,7 @@ class SdkService(Service):
         if session.acks:
             await self._answer(session, frame)
 
-    async def _on_request(self, session: Session, frame: Frame, nursery: trio.Nursery) -> None:
+    async def _on_request(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
         if session.requests >= self.limits.max_pending:
             self.stats.refused += 1
@@ -174,28 +157,23 @@ class SdkService(Service):
             return
         session.requests += 1
         self.stats.unicasts += 1
+        self.network.unicast(body.topic, frame.payload, _WsRequest(session, frame))
 
-        def answer(status: int, payload: bytes) -> None:
-            session.requests -= 1
-            send_soon(session, _answer_frame(frame, status, payload), nursery)
-
-        self.network.unicast(body.topic, frame.payload, answer)
-
-    async def _on_broadcast(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_broadcast(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
         self.stats.multicasts += 1
         await self._answer(session, frame)  # accepted: the publisher need not wait for the fan-out
         self.network.multicast(body.topic, frame.payload)
 
-    async def _on_response(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_response(self, session: Session, frame: Frame) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
         if waiter is not None:
             waiter.resolve(frame)
 
-    async def _on_verify_result(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_verify_result(self, session: Session, frame: Frame) -> None:
         self.network.verification_result(ChannelVerifyResult.decode(frame.payload))
 
-    async def _on_status(self, session: Session, frame: Frame, _: trio.Nursery) -> None:
+    async def _on_status(self, session: Session, frame: Frame) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
 
