@@ -18,6 +18,7 @@ from ._errors import ConnectionLostError as ConnectionLostError
 from ._errors import EncodeError as EncodeError
 from ._errors import FrameTooLargeError as FrameTooLargeError
 from ._errors import NoSubscriberError as NoSubscriberError
+from ._errors import NotSupportedError as NotSupportedError
 from ._errors import RejectedError as RejectedError
 from ._errors import WireError as WireError
 from ._node.limits import NodeLimits as NodeLimits
@@ -43,6 +44,7 @@ __all__ = [
     "Node",
     "NodeLimits",
     "NodeStatistics",
+    "NotSupportedError",
     "RejectedError",
     "Status",
     "Subscription",

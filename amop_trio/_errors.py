@@ -40,6 +40,14 @@ class ConnectionLostError(AmopError):
     """The connection to the node dropped while a request was in flight."""
 
 
+class NotSupportedError(AmopError):
+    """The node cannot do what was asked, and doing it anyway would be unsafe or silent.
+
+    For example private topics through a FISCO BCOS 3.x node, which has none:
+    subscribing there would let anyone receive the messages.
+    """
+
+
 class ClientClosedError(AmopError):
     """The client has been closed; open a new one with ``open_amop``."""
 

@@ -115,10 +115,16 @@ class Pending(Generic[T]):
             trio.lowlevel.reschedule(task)
 
     async def wait(self) -> None:
-        """Return once resolved or failed (at once if it already is)."""
+        """Return once resolved or failed (at once if it already is).
+
+        One task may wait: a second one raises ``RuntimeError`` rather than
+        replace the first, which would then never wake.
+        """
         if self.done:
             await trio.lowlevel.checkpoint()
             return
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting for this request's answer")
         self._task = trio.lowlevel.current_task()
 
         def abort(_: object) -> trio.lowlevel.Abort:

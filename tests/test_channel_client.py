@@ -18,7 +18,12 @@ from amop_trio import (
     open_amop,
     open_node,
 )
-from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
+from amop_trio._security.certs import (
+    CertificateError,
+    create_chain_ca,
+    create_node_cert,
+    create_sdk_cert,
+)
 
 from .proxy import open_proxy
 
@@ -57,19 +62,39 @@ async def test_channel_over_tls_beside_wss_on_one_port(chain: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_found_sdk_certificates_are_used_and_plain_nodes_still_work(
+async def test_found_sdk_certificates_are_used_and_never_given_up_for_plain_text(
     chain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Once TLS is in play it is mandatory: a node (or whoever sits on the path)
+    that does not complete the handshake gets a ConnectError, never a plain client."""
     monkeypatch.setenv("AMOP_SDK_CERTS", str(chain / "sdk"))
     with trio.fail_after(TIMEOUT):
         async with (
             open_node("127.0.0.1:0", certs=chain / "node") as tls_node,
             open_node("127.0.0.1:0") as plain_node,
             open_amop(f"channel://{tls_node.endpoint}") as over_tls,
-            open_amop(f"channel://{plain_node.endpoint}") as over_tcp,
         ):
             await over_tls.broadcast("t", b"x")
-            await over_tcp.broadcast("t", b"x")
+            for endpoint in (f"channel://{plain_node.endpoint}", plain_node.endpoint):
+                with pytest.raises(ConnectError, match="TLS"):
+                    async with open_amop(endpoint, connect_timeout=3):
+                        pass
+            assert plain_node.statistics().connections == 2  # two TLS hellos, refused as garbage
+
+
+async def test_a_wrong_amop_sdk_certs_is_an_error_not_a_plain_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMOP_SDK_CERTS", str(tmp_path / "missing"))
+    with pytest.raises(CertificateError, match="AMOP_SDK_CERTS"):
+        async with open_amop("127.0.0.1:1"):
+            pass
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "ca.crt").write_text("x")
+    monkeypatch.setenv("AMOP_SDK_CERTS", str(tmp_path / "partial"))
+    with pytest.raises(CertificateError, match=r"lacks sdk\.crt, sdk\.key"):
+        async with open_amop("127.0.0.1:1"):
+            pass
 
 
 async def test_a_plain_client_at_a_tls_port_gets_a_hint(chain: Path) -> None:

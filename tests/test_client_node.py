@@ -23,6 +23,7 @@ from amop_trio import (
     AmopTimeoutError,
     ConnectError,
     ConnectionLostError,
+    FrameTooLargeError,
     Message,
     MessageKind,
     Node,
@@ -531,6 +532,39 @@ async def test_bare_async_for_unsubscribes_after_break() -> None:
             assert "bare" not in sub_client.topics
             with pytest.raises(NoSubscriberError):
                 await publisher.publish("bare", b"ping again", timeout=2)
+
+
+async def test_a_forgotten_subscription_unsubscribes_from_the_loop_not_its_finalizer() -> None:
+    """The finalizer only hands the work to the loop: nothing runs inside the collector."""
+    with trio.fail_after(10):
+        async with open_node(LOOPBACK) as node, open_amop(node.endpoint) as client:
+            sub = client.subscribe("forgotten")
+            await sub.open()
+            assert node.table.subscribers("forgotten")
+            del sub
+            gc.collect()
+            assert "forgotten" in client.topics  # nothing happened inside the collector
+            await wait_until(lambda: node.table.subscribers("forgotten") == [], within=3)
+            assert "forgotten" not in client.topics
+
+
+async def test_a_message_over_the_frame_limit_fails_at_once_and_the_connection_stays() -> None:
+    limit = 64 * 1024
+    with trio.fail_after(10):
+        async with (
+            open_node(LOOPBACK) as node,
+            open_amop(node.endpoint) as subscriber,
+            open_amop(node.endpoint, max_frame_size=limit) as publisher,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(replier, subscriber, "big", lambda m: b"ok")
+            for send in (publisher.publish, publisher.broadcast):
+                with pytest.raises(FrameTooLargeError, match="nothing was sent"):
+                    await send("big", b"x" * limit)
+            assert await publisher.publish("big", b"x" * (limit - 100)) == b"ok"
+            assert publisher.reconnects == 0
+            assert node.statistics().unicasts == 1
+            nursery.cancel_scope.cancel()
 
 
 # -- 12. slow subscriber ------------------------------------------------------------

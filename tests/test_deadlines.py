@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -66,3 +67,25 @@ async def test_finished_entries_do_not_pile_up_behind_a_long_one() -> None:
         deadlines.add(trio.current_time() + 60, item)
         item.done = True  # answered at once, long before its deadline
     assert len(deadlines) <= 2 * Deadlines.COMPACT_FLOOR
+
+
+async def test_a_second_waiter_is_refused_instead_of_silently_replacing_the_first() -> None:
+    pending: Pending[bytes] = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pending.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await pending.wait()
+        pending.resolve(b"answer")  # the first waiter still wakes: the nursery can end
+    assert pending.result == b"answer"
+
+
+async def test_a_cancelled_waiter_makes_room_for_another() -> None:
+    pending: Pending[bytes] = Pending()
+    with trio.move_on_after(0.01):
+        await pending.wait()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pending.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        pending.resolve(b"late")
+    assert pending.result == b"late"

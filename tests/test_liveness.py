@@ -83,3 +83,23 @@ async def test_a_publish_timing_out_midframe_leaves_the_frame_whole_and_the_link
             assert await client.publish("big", b"abcdef", timeout=10) == b"abcd"
             assert client.reconnects == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_by_default_a_frozen_node_is_left_within_about_two_seconds() -> None:
+    """As fast as nodes notice a dead neighbour; the application hears of it too."""
+    with trio.fail_after(15):
+        async with (
+            open_node("127.0.0.1:0") as node,
+            open_proxy(node.port) as proxy,
+            open_amop(node.endpoint) as subscriber,
+            subscriber.subscribe("slow"),
+            open_amop(proxy.endpoint, timeout=30, reconnect=False) as client,
+        ):
+            await client.wait_connected()
+            proxy.freeze()
+            start = trio.current_time()
+            with pytest.raises(ConnectionLostError):
+                await client.publish("slow", b"x")
+            assert trio.current_time() - start < 3.0
+            await client.wait_disconnected()
+            assert not client.connected

@@ -711,7 +711,10 @@ def test_status_values_match_spec() -> None:
     assert Status.NO_SUBSCRIBER_CLIENT == 3002
     assert Status.SEND_FAILED == 3003
     assert Status.UNSUPPORTED_TYPE == 3004
-    spec_codes = {0, 1000, 1004, 3001, 3002, 3003, 3004}
+    assert Status.SUBSCRIBER_TIMEOUT == -4008
+    assert Status.FAILED == -1
+    # the spec's codes, with the negative ones real 3.x nodes send
+    spec_codes = {-4008, -1, 0, 1000, 1004, 3001, 3002, 3003, 3004}
     assert spec_codes <= {int(s) for s in Status}
     # anything beyond the spec list is amop_trio's own, numbered from 3005 on
     assert all(int(s) >= 3005 for s in Status if int(s) not in spec_codes)
@@ -725,7 +728,8 @@ def test_describe_status() -> None:
         assert text != describe_status(99999)
         assert describe_status(int(status)) == text
     assert describe_status(0) == "success"
-    for unknown in (1, 999, 2000, 9999, -4008, -1, 1 << 40):
+    assert "did not answer" in describe_status(-4008)
+    for unknown in (1, 999, 2000, 9999, -4007, -2, 1 << 40):
         text = describe_status(unknown)
         assert isinstance(text, str)
         assert "unknown" in text

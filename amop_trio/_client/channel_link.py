@@ -67,6 +67,10 @@ class ChannelLink(Link):
             multicast = ptype == ChannelType.AMOP_MULTICAST
             return Delivery(frame.seq, body.topic, body.data, multicast)
         if ptype == ChannelType.VERIFY_REQUEST:
+            # Acknowledged at once, as the Java SDK does: a 2.x node waits 5 s for
+            # it before it asks another publisher.
+            ack = ChannelFrame(ChannelType.VERIFY_REQUEST, frame.seq, 0, b"")
+            self.send_nowait(encode_channel_frame(ack))
             return ChannelVerifyRequest.decode(frame.data)
         if ptype == ChannelType.HEARTBEAT and frame.seq not in self.pending:
             return None  # a keep-alive answer: the socket has counted it already

@@ -23,14 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import AmopError, AmopTimeoutError, ClientClosedError, EncodeError
+from .._errors import (
+    AmopError,
+    AmopTimeoutError,
+    ClientClosedError,
+    EncodeError,
+    NotSupportedError,
+)
 from .._groups import unwrapped_errors
 from .._log import log_event
 from .._wire.fisco2 import MAX_TOPIC_BYTES, ChannelVerifyRequest
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .._wire.topics import PUSH_PREFIX, VERIFY_PREFIX, private_topic
 from .config import CertSource, ClientConfig, make_config
-from .link import check_answer
+from .link import Link, check_answer
 from .message import Data, as_bytes
 from .private import PrivatePublisher, answer_challenges
 from .subscription import Subscription, TopicRegistry
@@ -231,6 +237,8 @@ class AmopClient:
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         try:
             link, deadline = await self._supervisor.link_until(timeout)
+            if private:
+                _require_private_topics(link)
             answer = await link.publish(topic, payload, deadline)
         except AmopTimeoutError:
             raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s") from None
@@ -249,6 +257,8 @@ class AmopClient:
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         try:
             link, deadline = await self._supervisor.link_until(timeout)
+            if private:
+                _require_private_topics(link)
             answer = await link.broadcast(topic, payload, deadline)
         except AmopTimeoutError:
             raise AmopTimeoutError(
@@ -275,6 +285,15 @@ class AmopClient:
         return status
 
 
+def _require_private_topics(link: Link) -> None:
+    if not link.private_topics:
+        raise NotSupportedError(
+            f"the node at {link.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
+            "none): a private message would reach anyone; use a 2.x (channel://) or "
+            "amop_trio node"
+        )
+
+
 @asynccontextmanager
 async def open_amop(
     endpoints: str | Sequence[str],
@@ -283,7 +302,7 @@ async def open_amop(
     certs: CertSource | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     connect_timeout: float = 10.0,
-    ping_interval: float = 5.0,
+    ping_interval: float = 1.0,
     ping_timeout: float | None = None,
     reconnect: bool = True,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
@@ -298,14 +317,20 @@ async def open_amop(
     ``certs``, a directory in the FISCO layout (``ca.crt``, ``sdk.crt``,
     ``sdk.key``) or a (CA, certificate, key) tuple of paths, or an
     ``ssl_context``; ``channel://`` then runs over TLS.
-    With neither, ``host:port`` and ``channel://`` endpoints use the SDK
-    certificates found in ``$AMOP_SDK_CERTS``, ``./nodes/sdk`` (written by
-    ``amop chain``) or ``./conf`` (the FISCO SDK default), and fall back to
-    plain TCP if the node does not speak TLS. The first connection must succeed
-    (``ConnectError`` otherwise); later drops are repaired in the background
-    when ``reconnect`` is true. ``timeout`` is the default for ``publish`` and
-    ``broadcast``; a silent connection is declared dead after
-    ``ping_interval + ping_timeout`` seconds.
+    With neither, every endpoint but ``ws://`` ones uses the SDK certificates
+    found in ``$AMOP_SDK_CERTS``, ``./nodes/sdk`` (written by ``amop chain``)
+    or ``./conf`` (the FISCO SDK default). Plain text is used only for
+    ``ws://`` endpoints or when no certificates are found (logged once). Once
+    TLS is in play it is never given up: a TLS failure is a ``ConnectError``
+    that says why. A wrong
+    ``$AMOP_SDK_CERTS`` is a ``CertificateError``. The first connection must
+    succeed (``ConnectError`` otherwise); later drops are repaired in the
+    background when ``reconnect`` is true. ``timeout`` is the default for
+    ``publish`` and ``broadcast``. A silent connection is declared dead after
+    ``ping_interval + ping_timeout`` seconds (2 by default, about what nodes
+    take to notice a dead neighbour); requests in flight on it then fail with
+    ``ConnectionLostError``. A message larger than the node accepts fails at
+    once with ``FrameTooLargeError`` and nothing is sent.
     """
     config = make_config(
         endpoints,

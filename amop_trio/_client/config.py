@@ -16,7 +16,6 @@ _Path = str | os.PathLike[str]
 CertSource = _Path | tuple[_Path, _Path, _Path]
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
-_WS_SCHEMES = ("ws://", "wss://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +24,8 @@ class ClientConfig:
 
     urls: tuple[str, ...]
     ssl_context: ssl.SSLContext | None
-    #: Whether the certificates were found rather than passed (see ``find_sdk_certs``).
-    implicit_tls: bool
+    #: Why the client speaks TLS or not, for the log.
+    tls_choice: str
     timeout: float
     connect_timeout: float
     ping_interval: float
@@ -50,36 +49,61 @@ def endpoint_url(endpoint: str, *, tls: bool) -> str:
 
 
 def find_sdk_certs() -> Path | None:
-    """The first SDK certificate directory among the usual places, if any."""
-    candidates = [os.environ.get("AMOP_SDK_CERTS"), "nodes/sdk", "conf"]
-    for candidate in candidates:
-        if candidate and all((Path(candidate) / f).is_file() for f in SDK_CERT_FILES):
+    """The SDK certificate directory to use when none is given, if any.
+
+    ``$AMOP_SDK_CERTS`` when set (a ``CertificateError`` if it does not hold
+    ``ca.crt``, ``sdk.crt`` and ``sdk.key``: a wrong setting is never ignored),
+    else ``./nodes/sdk`` (written by ``amop chain``), else ``./conf`` (the FISCO
+    SDK default), else None.
+    """
+    configured = os.environ.get("AMOP_SDK_CERTS")
+    if configured:
+        directory = Path(configured)
+        missing = [f for f in SDK_CERT_FILES if not (directory / f).is_file()]
+        if missing:
+            from .._security.certs import CertificateError
+
+            where = "does not exist" if not directory.is_dir() else f"lacks {', '.join(missing)}"
+            raise CertificateError(
+                f"AMOP_SDK_CERTS={configured} {where}; it must name a directory holding "
+                f"{', '.join(SDK_CERT_FILES)} (unset it to connect without TLS)",
+                path=directory,
+            )
+        return directory
+    for candidate in ("nodes/sdk", "conf"):
+        if all((Path(candidate) / f).is_file() for f in SDK_CERT_FILES):
             return Path(candidate)
     return None
 
 
 def client_tls(
     endpoints: Sequence[str], certs: CertSource | None, ssl_context: ssl.SSLContext | None
-) -> tuple[ssl.SSLContext | None, bool]:
-    """The TLS context to connect with, and whether its certificates were found, not given."""
-    cert_dir = certs
-    implicit = False
-    if (
-        certs is None
-        and ssl_context is None
-        and not any(e.startswith(_WS_SCHEMES) for e in endpoints)
-    ):
-        cert_dir = find_sdk_certs()
-        implicit = cert_dir is not None
-    if isinstance(cert_dir, tuple):
+) -> tuple[ssl.SSLContext | None, str]:
+    """The TLS context to connect with (None: plain), and why, for the log.
+
+    Certificates passed (``certs``, ``ssl_context``) are used as given. Without
+    them, the SDK certificates ``find_sdk_certs`` finds are used for every
+    endpoint but explicit ``ws://`` ones. Once TLS is chosen it is never given
+    up for plain text: a TLS failure is a ``ConnectError`` that says why.
+    """
+    if ssl_context is not None:
+        return ssl_context, "an SSL context was given"
+    if isinstance(certs, tuple):
         from .._security.tls import client_context
 
-        ssl_context = client_context(*cert_dir)
-    elif cert_dir is not None:
+        return client_context(*certs), "certificates were given"
+    if certs is not None:
         from .._security.tls import client_context_from_dir
 
-        ssl_context = client_context_from_dir(cert_dir)
-    return ssl_context, implicit
+        return client_context_from_dir(certs), f"certificates were given in {certs}"
+    if all(e.startswith("ws://") for e in endpoints):
+        return None, "the endpoints are ws:// (plain WebSocket)"
+    found = find_sdk_certs()
+    if found is None:
+        return None, "no SDK certificates in $AMOP_SDK_CERTS, ./nodes/sdk or ./conf"
+    from .._security.tls import client_context_from_dir
+
+    return client_context_from_dir(found), f"SDK certificates were found in {found}"
 
 
 def make_config(
@@ -103,11 +127,11 @@ def make_config(
         raise ValueError("open_amop needs at least one endpoint")
     if not (math.isfinite(ping_interval) and ping_interval > 0):
         raise ValueError(f"ping_interval must be a positive number of seconds, not {ping_interval}")
-    context, implicit = client_tls(endpoints, certs, ssl_context)
+    context, choice = client_tls(endpoints, certs, ssl_context)
     return ClientConfig(
         urls=tuple(endpoint_url(e, tls=context is not None) for e in endpoints),
         ssl_context=context,
-        implicit_tls=implicit,
+        tls_choice=choice,
         timeout=timeout,
         connect_timeout=connect_timeout,
         ping_interval=ping_interval,

@@ -25,6 +25,7 @@ from .._errors import (
     AmopTimeoutError,
     ConnectError,
     ConnectionLostError,
+    FrameTooLargeError,
     NoSubscriberError,
     RejectedError,
     WireError,
@@ -34,11 +35,13 @@ from .._transport.connection import FrameConnection, FrameTransport
 from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.fisco3 import new_seq
 from .._wire.status import Status
+from .cutover import Cutover, Side
 
 #: ``nodeVersion`` with which amop_trio nodes answer a channel handshake.
 AMOP_TRIO_NODE_VERSION = "amop_trio"
-#: Status codes real nodes use for a timed-out request (3.x ``WsError::TimeOut``, tars).
-_TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, -4008, -1})
+#: Status codes of a timed-out request: amop_trio's 1000, a 3.x node's -4008 (no answer
+#: from the subscriber within 30 s).
+_TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, Status.SUBSCRIBER_TIMEOUT})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
 
 
@@ -74,12 +77,26 @@ class Link(FrameConnection):
         self.endpoint = endpoint
         #: Whether the node answers each multicast (amop_trio nodes and 2.x nodes do).
         self.acks_multicast = False
+        #: Whether a topic set sent replaces the last one (amop_trio and 2.x nodes);
+        #: a 3.x node only ever adds topics until the connection closes.
+        self.topics_replace = True
+        #: Whether the node enforces private topics (2.x nodes, amop_trio nodes).
+        self.private_topics = True
         self.max_frame_size = max_frame_size
+        #: The largest frame this link sends: the node's limit when it says, else ours.
+        self.max_send_size = max_frame_size
         self.pending: dict[bytes, Pending[Answer]] = {}
         #: Times out requests given a deadline (the client's).
         self.deadlines: Deadlines | None = None
-        #: The client's topic version last sent on this link.
+        #: The client's topic version last sent on this link, and the topics the node holds.
         self.topics_version = -1
+        self.topics_sent: frozenset[str] = frozenset()
+        #: Unicasts delivered on this link whose reply has not gone out yet.
+        self.unanswered = 0
+        self._settled = trio.Event()
+        #: While this link is being replaced, what decides which multicasts it delivers.
+        self.cutover: Cutover | None = None
+        self.cutover_side = Side.OLD
 
     async def request(self, seq: bytes, frame: bytes, deadline: float = math.inf) -> Answer:
         """Send ``frame`` and wait for the answer to ``seq``.
@@ -89,6 +106,7 @@ class Link(FrameConnection):
         """
         if self.closed:
             raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
+        self.check_size(frame)
         waiter: Pending[Answer] = Pending()
         self.pending[seq] = waiter
         if deadline < math.inf and self.deadlines is not None:
@@ -98,6 +116,7 @@ class Link(FrameConnection):
             await waiter.wait()
         finally:
             self.pending.pop(seq, None)
+            self._note_settled()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
@@ -115,6 +134,7 @@ class Link(FrameConnection):
         for waiter in self.pending.values():
             waiter.fail(ConnectionLostError(f"connection to {self.endpoint} lost: {reason}"))
         self.pending.clear()
+        self._note_settled()
 
     async def publish(self, topic: str, data: bytes, deadline: float = math.inf) -> Answer:
         """Unicast and wait for the reply; ``EncodeError`` if the protocol cannot carry it."""
@@ -127,8 +147,38 @@ class Link(FrameConnection):
         frame = self.multicast_frame(seq, topic, data)
         if self.acks_multicast:
             return await self.request(seq, frame, deadline)
+        self.check_size(frame)
+        if self.closed:
+            raise ConnectionLostError(f"connection to {self.endpoint} lost: {self.reason}")
         await self._send_by(frame, deadline)
         return None
+
+    def check_size(self, frame: bytes) -> None:
+        """``FrameTooLargeError`` for a frame the node would refuse; nothing is sent."""
+        if len(frame) > self.max_send_size:
+            raise FrameTooLargeError(
+                f"message of {len(frame)} bytes on the wire exceeds the node's limit of "
+                f"{self.max_send_size} bytes; nothing was sent"
+            )
+
+    def reply_sent(self) -> None:
+        """A unicast delivered on this link has been answered."""
+        self.unanswered -= 1
+        self._note_settled()
+
+    def _note_settled(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
+
+    @property
+    def idle(self) -> bool:
+        """No request waits on this link and every unicast it delivered is answered."""
+        return not self.pending and self.unanswered <= 0
+
+    async def wait_idle(self) -> None:
+        """Return once the link is ``idle`` or closed."""
+        while not (self.idle or self.closed):
+            await self._settled.wait()
 
     async def _send_by(self, frame: bytes, deadline: float) -> None:
         """Send now if the outbox has room, else wait for room until ``deadline``."""

@@ -76,13 +76,19 @@ class Message:
             raise AmopError("only unicast messages take a reply; this one was a multicast")
         if self._replied:
             raise AmopError(f"this message on topic {self.topic!r} has already been answered")
-        self._replied = True
+        link = self._link
         frame = self.reply_frame(as_bytes(data))
-        if not self._link.send_nowait(frame):  # the outbox is full: wait for room
-            await self._link.send(frame)
+        link.check_size(frame)
+        self._replied = True
+        try:
+            if not link.send_nowait(frame):  # the outbox is full: wait for room
+                await link.send(frame)
+        finally:
+            link.reply_sent()
 
     def settle(self, status: int = 0) -> None:
         """Answer with an empty reply (or a failure status) if nobody did; never blocks."""
         if not self._replied:
             self._replied = True
             self._link.send_nowait(self.reply_frame(b"", status))
+            self._link.reply_sent()

@@ -30,10 +30,13 @@ async def answer_challenges(challenges: Subscription, key: ec.EllipticCurvePriva
     """Sign every challenge a publisher sends to this subscriber's challenge topic."""
     from .._security.keys import sign_recoverable
 
-    async for message in challenges:
-        if message.kind is MessageKind.UNICAST:
-            with contextlib.suppress(AmopError):
-                await message.reply(sign_recoverable(key, message.data))
+    try:
+        async for message in challenges:
+            if message.kind is MessageKind.UNICAST:
+                with contextlib.suppress(AmopError):
+                    await message.reply(sign_recoverable(key, message.data))
+    except AmopError:
+        return  # the subscription ended with an error: its owner sees it
 
 
 class PrivatePublisher:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 import trio
 
-from .._errors import ClientClosedError
+from .._errors import AmopError, ClientClosedError
 from .._log import log_event
 from .._wire.status import Status
 from .._wire.topics import PRIVATE_PREFIX, new_challenge_topic
@@ -107,6 +107,8 @@ class Subscription:
         self._batched = 0
         #: Hands the unsubscription of a forgotten subscription to the event loop.
         self._token: trio.lowlevel.TrioToken | None = None
+        #: Why the subscription ended, if the client ended it (raised by the next receive).
+        self._error: AmopError | None = None
 
     def __repr__(self) -> str:
         return f"<Subscription topic={self.topic!r} {self._state}>"
@@ -144,6 +146,8 @@ class Subscription:
                 self._batched = 0
                 message = await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._error is not None:
+                raise self._error from None
             raise StopAsyncIteration from None
         self._last = message
         return message
@@ -171,6 +175,8 @@ class Subscription:
             return
         self.open_nowait()
         await self._host.sync_topics()
+        if self._error is not None:
+            raise self._error
 
     def open_nowait(self) -> None:
         """Register the subscription with the client; the node hears of it at the next sync."""
@@ -211,6 +217,13 @@ class Subscription:
                 break
             message.settle(Status.NO_SUBSCRIBER_CLIENT)
         return True
+
+    def fail(self, error: AmopError) -> None:
+        """End the subscription with ``error``: the next receive raises it."""
+        if self._state == "open":
+            self._error = error
+            self.close_nowait()
+            self._host.sync_topics_soon()
 
     async def aclose(self) -> None:
         """Unsubscribe; the node gets the new topic set before this returns.
@@ -274,6 +287,10 @@ class TopicRegistry:
         """The wire topics subscribed to, sorted."""
         return sorted(self._by_topic)
 
+    def subscriptions(self) -> list[Subscription]:
+        """Every open subscription."""
+        return [sub for subs in self._by_topic.values() for sub in subs]
+
     def add(self, sub: Subscription) -> None:
         if self.closed:
             raise ClientClosedError("the client is closed")
@@ -309,6 +326,7 @@ class TopicRegistry:
             if len(candidates) > 1:
                 random.shuffle(candidates)
             if any(sub.offer(message) for sub in candidates):
+                link.unanswered += 1
                 return None
             status = Status.SEND_FAILED
         return message.reply_frame(b"", status)

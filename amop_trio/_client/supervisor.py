@@ -8,12 +8,18 @@ on the link, verification requests to the client's private-topic worker).
 When the link dies, every request in flight on it fails at once with
 ``ConnectionLostError``; the supervisor reconnects with exponential backoff
 and jitter, handshakes again and sends the complete topic set.
+
+A node that cannot drop topics from a connection (a real 3.x node) is told
+of a smaller topic set by a new link: the supervisor opens it with the new
+set, hands over to it (``cutover.Cutover``) and retires the old link once
+nothing waits on it. Each link runs in a task of the supervisor's nursery.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import uuid
 from typing import NoReturn
 
 import trio
@@ -25,13 +31,16 @@ from .._errors import (
     ClientClosedError,
     ConnectError,
     ConnectionLostError,
+    NotSupportedError,
 )
 from .._log import log_event
 from .._requests import Deadlines
 from .._transport import channel_socket
 from .._wire.fisco2 import ChannelVerifyRequest
+from .._wire.topics import is_private_family
 from .channel_link import open_channel_link
 from .config import ClientConfig
+from .cutover import Cutover, Side
 from .link import Answer, Delivery, Link, check_answer
 from .subscription import TopicRegistry
 from .ws_link import open_ws_link
@@ -59,6 +68,8 @@ class Supervisor:
         self.reconnects = 0
         self._topic_lock = trio.Lock()
         self._sync_wanted = trio.Event()
+        self._links: trio.Nursery | None = None
+        self._plain_logged = False
 
     @property
     def connected(self) -> bool:
@@ -122,14 +133,32 @@ class Supervisor:
             version = self.registry.version
             if link is None or link.closed or link.topics_version == version:
                 return
+            if not link.private_topics:
+                self._refuse_private(link)
+            topics = self.registry.topics
             try:
+                if not link.topics_replace and not link.topics_sent <= set(topics):
+                    await self._replace(link, topics, version)
+                    return
                 with trio.move_on_after(self.config.timeout):
-                    answer = await link.send_topics(self.registry.topics)
+                    answer = await link.send_topics(topics)
                     if answer is not None:
                         check_answer(answer, "(subscription)")
+                    link.topics_sent = frozenset(topics)
                     link.topics_version = version
             except ConnectionLostError:
                 return  # the next link sends the set after its handshake
+
+    def _refuse_private(self, link: Link) -> None:
+        """Fail the private-topic subscriptions a node cannot enforce, rather than degrade."""
+        error = NotSupportedError(
+            f"the node at {link.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
+            "none): subscribing would let anyone receive them; use a 2.x (channel://) or "
+            "amop_trio node"
+        )
+        for sub in self.registry.subscriptions():
+            if is_private_family(sub.topic):
+                sub.fail(error)
 
     def sync_topics_soon(self) -> None:
         """Have ``run_topic_syncer`` send the topic set; never blocks."""
@@ -149,6 +178,12 @@ class Supervisor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep one link up for the client's whole life."""
+        async with trio.open_nursery() as links:
+            self._links = links
+            await self._keep_connected(task_status)
+            links.cancel_scope.cancel()
+
+    async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
         urls = self.config.urls
         started = False
         attempt = 0
@@ -165,7 +200,7 @@ class Supervisor:
                     started = True
                     task_status.started()
                 attempt = 0
-                await self._run_link(link)
+                await self._serve_until_lost(link)
             except AmopError as error:
                 failure = error
             else:
@@ -190,24 +225,28 @@ class Supervisor:
             )
             await trio.sleep(delay)
 
+    async def _serve_until_lost(self, link: Link) -> None:
+        """Make ``link`` current; return once the current link (it, or its successor) is lost."""
+        assert self._links is not None
+        self._set_link(link)
+        self._links.start_soon(self._run_link, link)
+        self.sync_topics_soon()
+        while self.link is not None:
+            await self._link_changed.wait()
+
     async def _open_link(self, url: str) -> Link:
-        try:
-            return await self._connect(url, self.config.ssl_context)
-        except ConnectError:
-            if not self.config.implicit_tls:
-                raise
-            # Certificates were found, not asked for: the node may simply not use TLS.
-            if url.startswith("wss://"):
-                plain = "ws://" + url.removeprefix("wss://")
-            elif url.startswith(f"{channel_socket.SCHEME}://"):
-                plain = url
-            else:
-                raise
-            try:
-                return await self._connect(plain, None)
-            except ConnectError:
-                pass
-            raise
+        """Open a link to ``url``; once TLS is in play, a TLS failure is final for that try."""
+        context = self.config.ssl_context
+        if context is None and not self._plain_logged:
+            self._plain_logged = True
+            log_event(
+                logger,
+                logging.INFO,
+                "plain_connection",
+                endpoint=url,
+                reason=self.config.tls_choice,
+            )
+        return await self._connect(url, context)
 
     async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Link:
         """Open the connection and handshake; ``ConnectError`` says why not."""
@@ -224,8 +263,7 @@ class Supervisor:
         )
 
     async def _run_link(self, link: Link) -> None:
-        self._set_link(link)
-        self.sync_topics_soon()
+        """Serve one link until it ends; the current link's end is a lost connection."""
 
         async def read_loop(_: trio.Nursery) -> None:
             await self._reader(link)
@@ -241,11 +279,71 @@ class Supervisor:
                 self._set_link(None)
         log_event(logger, logging.INFO, "disconnected", endpoint=link.endpoint, reason=reason)
 
+    # -- replacing a link (unsubscribing on a 3.x node) ------------------------------
+
+    async def _replace(self, old: Link, topics: list[str], version: int) -> None:
+        """Hand over from ``old`` to a new link that holds only ``topics``.
+
+        Unicasts keep arriving on both links and are answered on the one they
+        came by; multicasts are counted once (``Cutover``). If the new link
+        cannot be opened, the old one stays and the unsubscription is retried
+        at the next change.
+        """
+        assert self._links is not None
+        try:
+            new = await self._connect(old.endpoint, self.config.ssl_context)
+        except ConnectError as exc:
+            log_event(logger, logging.WARNING, "unsubscribe_deferred", error=exc)
+            return
+        marker = f"_amop_trio_cutover_{uuid.uuid4().hex}"
+        cut = Cutover(marker)
+        old.cutover, old.cutover_side = cut, Side.OLD
+        new.cutover, new.cutover_side = cut, Side.NEW
+        new.deadlines = self.deadlines
+        self._links.start_soon(self._run_link, new)
+        with trio.move_on_after(self.config.timeout):
+            await new.send_topics([*topics, marker])
+            await old.send_topics(sorted(old.topics_sent | {marker}))
+            number = 0
+            while not cut.known.is_set() and not (old.closed and new.closed):
+                number += 1
+                await new.broadcast(marker, str(number).encode())
+                with trio.move_on_after(0.05):
+                    await cut.known.wait()
+        if not cut.known.is_set():
+            if not cut.seen_by(Side.NEW) or new.closed:
+                log_event(logger, logging.WARNING, "unsubscribe_deferred", endpoint=old.endpoint)
+                old.cutover = new.cutover = None
+                new.close("replacement not taken up")
+                return
+            for delivery in cut.abandon():
+                self.registry.deliver(new, delivery)
+        new.topics_sent = frozenset([*topics, marker])
+        new.topics_version = version
+        if not old.closed:
+            self._set_link(new)
+        self._links.start_soon(self._retire, old, new, cut)
+
+    async def _retire(self, old: Link, new: Link, cut: Cutover) -> None:
+        """Close ``old`` once nothing waits on it and it is past the cut (or in time)."""
+        with trio.move_on_after(self.config.timeout):
+            await old.wait_idle()
+            await cut.done.wait()
+        old.close("replaced by a link with fewer topics")
+        if new.cutover is cut:
+            cut.abandon()
+            new.cutover = None
+
     async def _reader(self, link: Link) -> None:
         """Dispatch each frame from the node, until the link ends."""
         while True:
             event = link.decode(await link.sock.receive())
             if isinstance(event, Delivery):
+                cut = link.cutover
+                if cut is not None and (event.multicast or event.topic == cut.topic):
+                    for delivery in cut.route(link.cutover_side, event):
+                        self.registry.deliver(link, delivery)
+                    continue
                 refusal = self.registry.deliver(link, event)
                 if refusal is not None:
                     await link.send(refusal)

@@ -108,6 +108,13 @@ async def open_ws_link(
         return HandshakeResponse.decode(answer.payload)
 
     info = await handshake(link, url, seq, encode_frame(request), accept, connect_timeout)
-    link.acks = link.acks_multicast = info.amop_acks
+    # Only an amop_trio node grants extras: a real 3.x node answers no multicast and
+    # no topic set, keeps every topic a connection ever sent, and has no private topics.
+    amop_trio = info.amop_acks
+    link.acks = link.acks_multicast = amop_trio
+    link.topics_replace = link.private_topics = amop_trio
+    node_limit = info.extra.get("maxFrameSize")
+    if isinstance(node_limit, int) and not isinstance(node_limit, bool) and node_limit > 0:
+        link.max_send_size = min(max_frame_size, node_limit)
     log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
     return link

@@ -9,8 +9,13 @@ class Status(IntEnum):
     """Status codes of the ws (FISCO BCOS 3.x) protocol.
 
     Codes from 3005 on are amop_trio's own; real 3.x nodes never send them.
+    Real 3.x nodes also send negative codes: -4008 and -1.
     """
 
+    #: A 3.x node's generic failure (also "the gateway is inactive").
+    FAILED = -1
+    #: A 3.x node got no answer from the subscriber within 30 s.
+    SUBSCRIBER_TIMEOUT = -4008
     SUCCESS = 0
     TIMEOUT = 1000
     BANDWIDTH_LIMIT = 1004
@@ -25,6 +30,8 @@ class Status(IntEnum):
 
 
 _DESCRIPTIONS = {
+    Status.FAILED: "the node failed to handle the request",
+    Status.SUBSCRIBER_TIMEOUT: "the subscriber did not answer in time",
     Status.SUCCESS: "success",
     Status.TIMEOUT: "timed out waiting for the subscriber's reply",
     Status.BANDWIDTH_LIMIT: "bandwidth limit exceeded",

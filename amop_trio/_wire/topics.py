@@ -18,6 +18,11 @@ def is_private(topic: str) -> bool:
     return topic.startswith(PRIVATE_PREFIX)
 
 
+def is_private_family(topic: str) -> bool:
+    """Whether ``topic`` is a private topic, or one of the topics that serve private topics."""
+    return topic.startswith((PRIVATE_PREFIX, VERIFY_PREFIX, PUSH_PREFIX))
+
+
 def new_challenge_topic(private: str) -> str:
     """A subscriber's own challenge topic for the private topic ``private`` (wire name)."""
     return f"{VERIFY_PREFIX}{private}_{uuid.uuid4().hex}"
