@@ -236,7 +236,9 @@ class AmopClient:
         await trio.lowlevel.checkpoint_if_cancelled()
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         try:
-            link, deadline = await self._supervisor.link_until(timeout)
+            deadline = trio.current_time() + timeout
+            supervisor = self._supervisor
+            link = supervisor.live_link() or await supervisor.wait_link_until(deadline)
             if private:
                 _require_private_topics(link)
             answer = await link.publish(topic, payload, deadline)
@@ -256,7 +258,9 @@ class AmopClient:
         await trio.lowlevel.checkpoint_if_cancelled()
         topic, payload, timeout = self._outgoing(topic, data, timeout, private)
         try:
-            link, deadline = await self._supervisor.link_until(timeout)
+            deadline = trio.current_time() + timeout
+            supervisor = self._supervisor
+            link = supervisor.live_link() or await supervisor.wait_link_until(deadline)
             if private:
                 _require_private_topics(link)
             answer = await link.broadcast(topic, payload, deadline)
@@ -352,7 +356,7 @@ async def open_amop(
             nursery.start_soon(supervisor.deadlines.run)
             nursery.start_soon(supervisor.run_topic_syncer)
             nursery.start_soon(client._challenge_subscribers)
-            await nursery.start(supervisor.run)
+            await nursery.start(supervisor.serve)
             try:
                 yield client
             finally:

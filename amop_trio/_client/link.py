@@ -177,13 +177,17 @@ class Link(FrameConnection):
 
     async def wait_idle(self) -> None:
         """Return once the link is ``idle`` or closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while not (self.idle or self.closed):
             await self._settled.wait()
 
     async def _send_by(self, frame: bytes, deadline: float) -> None:
-        """Send now if the outbox has room, else wait for room until ``deadline``."""
+        """Send now if the outbox has room, else wait for room until ``deadline``.
+
+        Not a cancel point when it sends at once: its callers are.
+        """
         if self.send_nowait(frame):
-            return
+            return  # noqa: ASYNC910 - the hot path: every caller is a cancel point already
         with trio.move_on_at(deadline) as scope:
             await self.send(frame)
         if scope.cancelled_caught:
@@ -262,23 +266,23 @@ async def handshake(
             return accept(await first_answer(sock, link, seq, timeout))
         except WireError as exc:
             raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
-    except BaseException as exc:
-        await sock.aclose()
-        error = handshake_error(exc, url, timeout)
-        if error is exc:
-            raise
-        raise error from None
+    except (ConnectError, trio.TooSlowError, WireError, ConnectionLostError) as exc:
+        with trio.CancelScope(shield=True):
+            await sock.aclose()
+        raise handshake_error(exc, url, timeout) from None
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await sock.aclose()
+        raise
 
 
-def handshake_error(exc: BaseException, url: str, timeout: float) -> BaseException:
-    """What a failed handshake raises: ``ConnectError`` unless it was not about the node."""
+def handshake_error(exc: Exception, url: str, timeout: float) -> ConnectError:
+    """The ``ConnectError`` a handshake that failed with ``exc`` raises."""
     if isinstance(exc, ConnectError):
         return exc
     if isinstance(exc, trio.TooSlowError):
         return ConnectError(f"node at {url} did not answer the handshake within {timeout:g} s")
-    if isinstance(exc, (WireError, ConnectionLostError)):
-        hint = ""
-        if url.startswith("channel://"):
-            hint = " (a TLS port? pass certs or an ssl_context)"
-        return ConnectError(f"handshake with {url} failed: {exc}{hint}")
-    return exc
+    hint = ""
+    if url.startswith("channel://"):
+        hint = " (a TLS port? pass certs or an ssl_context)"
+    return ConnectError(f"handshake with {url} failed: {exc}{hint}")

@@ -13,6 +13,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+import trio
+
 from .._errors import AmopError
 from .._log import log_event
 from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
@@ -30,6 +32,7 @@ async def answer_challenges(challenges: Subscription, key: ec.EllipticCurvePriva
     """Sign every challenge a publisher sends to this subscriber's challenge topic."""
     from .._security.keys import sign_recoverable
 
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
         async for message in challenges:
             if message.kind is MessageKind.UNICAST:

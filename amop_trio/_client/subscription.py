@@ -133,16 +133,18 @@ class Subscription:
             await self.open()
         self._settle_last()
         try:
-            message = None
             if self._batched < RECEIVE_BATCH:
                 # Queued messages are handed out without a scheduler pass each, so a
                 # busy subscriber drains its queue in bursts instead of one message
                 # per pass while the reader keeps filling it.
                 await trio.lowlevel.checkpoint_if_cancelled()
-                with contextlib.suppress(trio.WouldBlock):
+                try:
                     message = self._recv.receive_nowait()
                     self._batched += 1
-            if message is None:
+                except trio.WouldBlock:
+                    self._batched = 0
+                    message = await self._recv.receive()
+            else:
                 self._batched = 0
                 message = await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):

@@ -80,6 +80,7 @@ class Supervisor:
 
     async def wait_link(self) -> Link:
         """The live link, once there is one; ``ClientClosedError`` once the client closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self.closed:
                 raise ClientClosedError("the client is closed")
@@ -88,22 +89,20 @@ class Supervisor:
                 return link
             await self._link_changed.wait()
 
-    async def link_until(self, timeout: float) -> tuple[Link, float]:
-        """The live link, and the deadline ``timeout`` seconds from now for a request on it.
-
-        ``AmopTimeoutError`` if no link comes up in time. Requests then time out
-        through ``deadlines`` rather than a cancel scope each.
-        """
-        deadline = trio.current_time() + timeout
+    def live_link(self) -> Link | None:
+        """The current link if it is up, without waiting."""
         link = self.link
-        if link is None or link.closed:
-            with trio.move_on_at(deadline):
-                return await self.wait_link(), deadline
-            raise AmopTimeoutError("no connection in time")
-        return link, deadline
+        return None if link is None or link.closed else link
+
+    async def wait_link_until(self, deadline: float) -> Link:
+        """The live link once there is one; ``AmopTimeoutError`` if none comes by ``deadline``."""
+        with trio.move_on_at(deadline):
+            return await self.wait_link()
+        raise AmopTimeoutError("no connection in time")
 
     async def wait_disconnected(self) -> None:
         """Return once the current link is lost (at once if none is up)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while self.connected and not self.closed:
             await self._link_changed.wait()
 
@@ -116,6 +115,7 @@ class Supervisor:
 
     async def close(self) -> None:
         """Stop for good: close the link politely while its reader can still see the answer."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         self.closed = True
         self.registry.closed = True
         self._link_changed.set()
@@ -176,57 +176,54 @@ class Supervisor:
 
     # -- supervision ------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep one link up for the client's whole life."""
-        async with trio.open_nursery() as links:
-            self._links = links
-            await self._keep_connected(task_status)
-            links.cancel_scope.cancel()
-
-    async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep one link up for the client's whole life; started once the first is up."""
         urls = self.config.urls
         started = False
         attempt = 0
         index = 0
-        while True:
-            url = urls[index % len(urls)]
-            index += 1
-            failure: AmopError
-            try:
-                link = await self._open_link(url)
-                if started:
-                    self.reconnects += 1
+        async with trio.open_nursery() as links:
+            self._links = links
+            while True:
+                url = urls[index % len(urls)]
+                index += 1
+                failure: AmopError
+                try:
+                    link = await self._open_link(url)
+                    if started:
+                        self.reconnects += 1
+                    else:
+                        started = True
+                        task_status.started()
+                    attempt = 0
+                    await self._serve_until_lost(link)
+                except AmopError as error:
+                    failure = error
                 else:
-                    started = True
-                    task_status.started()
-                attempt = 0
-                await self._serve_until_lost(link)
-            except AmopError as error:
-                failure = error
-            else:
-                failure = ConnectionLostError(f"connection to {url} lost")
-            if self.closed:
-                return
-            if not started and index >= len(urls):
-                raise failure
-            if started and not self.config.reconnect:
-                raise failure
-            if not started:
-                continue
-            delay = backoff_delay(attempt)
-            attempt += 1
-            log_event(
-                logger,
-                logging.INFO,
-                "reconnecting",
-                endpoint=url,
-                error=failure,
-                delay=f"{delay:.2f}",
-            )
-            await trio.sleep(delay)
+                    failure = ConnectionLostError(f"connection to {url} lost")
+                if self.closed:
+                    break
+                if (not started and index >= len(urls)) or (started and not self.config.reconnect):
+                    links.cancel_scope.cancel()
+                    raise failure
+                if not started:
+                    continue
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "reconnecting",
+                    endpoint=url,
+                    error=failure,
+                    delay=f"{delay:.2f}",
+                )
+                await trio.sleep(delay)
+            links.cancel_scope.cancel()
 
     async def _serve_until_lost(self, link: Link) -> None:
         """Make ``link`` current; return once the current link (it, or its successor) is lost."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         assert self._links is not None
         self._set_link(link)
         self._links.start_soon(self._run_link, link)
@@ -289,6 +286,7 @@ class Supervisor:
         cannot be opened, the old one stays and the unsubscription is retried
         at the next change.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         assert self._links is not None
         try:
             new = await self._connect(old.endpoint, self.config.ssl_context)

@@ -49,6 +49,7 @@ class BusyPoll:
     async def run(self) -> None:
         """Poll while frames keep arriving, sleep until the next one; forever (unless off)."""
         if not self.window:
+            await trio.lowlevel.checkpoint()
             return
         clock = trio.current_time
         checkpoint = trio.lowlevel.checkpoint

@@ -53,6 +53,7 @@ class LocalHub:
         for session in list(self.sessions.values()):
             session.close("node stopping", code=1001)
         with trio.move_on_after(timeout):
+            await trio.lowlevel.checkpoint_if_cancelled()
             while self.sessions:
                 await self._session_ended.wait()
 

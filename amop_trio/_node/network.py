@@ -119,7 +119,7 @@ class Network:
 
     # -- running ----------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dial the configured peers and keep the directory fresh, until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.deadlines.run)

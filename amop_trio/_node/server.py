@@ -180,7 +180,7 @@ class Node:
             self.p2p_port = p2p_listeners[0].socket.getsockname()[1]
         self.network.endpoints = (self.url,)
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.network.run)
+            await nursery.start(self.network.serve)
             await nursery.start(
                 partial(
                     trio.serve_listeners,
@@ -265,6 +265,7 @@ class Node:
         self, stream: trio.abc.Stream, remote: str, *, sniffing: bool
     ) -> FrameSocket | StreamSocket | None:
         """Finish TLS, tell the protocol and open its socket; None if the peer left first."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         if isinstance(stream, trio.SSLStream):
             # Finish TLS first, so a refused peer is seen and logged at once.
             await stream.do_handshake()
