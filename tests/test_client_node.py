@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import collections
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import pytest
 import trio
@@ -26,37 +24,19 @@ from amop_trio import (
     FrameTooLargeError,
     Message,
     MessageKind,
-    Node,
     NoSubscriberError,
     Subscription,
     open_amop,
     open_node,
 )
 
+from .conftest import start_node, wait_until
 from .proxy import open_proxy
 
 LOOPBACK = "127.0.0.1:0"
 
 
 # -- helpers ------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Collect cycles after each test, so the ResourceWarning of a socket the
-    library leaked fails the test that leaked it, not whichever test runs next."""
-    yield
-    gc.collect()
-
-
-async def wait_until(predicate: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``within`` seconds.
-
-    The node's topic table and the clients' state have no events to wait on.
-    """
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.01)
 
 
 async def replier(
@@ -112,37 +92,6 @@ async def holder(
         async for _msg in sub:
             received.set()
             await trio.sleep_forever()
-
-
-@dataclass
-class BackgroundNode:
-    """A node running in a task of its own, so it can be stopped while clients live on."""
-
-    node: Node
-    scope: trio.CancelScope
-    done: trio.Event = field(default_factory=trio.Event)
-
-    async def stop(self) -> None:
-        """Leave the node's ``async with open_node`` and wait until it has closed."""
-        self.scope.cancel()
-        await self.done.wait()
-
-
-async def start_node(
-    nursery: trio.Nursery, listen: str = LOOPBACK, **kwargs: Any
-) -> BackgroundNode:
-    async def run(*, task_status: trio.TaskStatus[BackgroundNode]) -> None:
-        done = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                async with open_node(listen, **kwargs) as node:
-                    task_status.started(BackgroundNode(node, scope, done))
-                    await trio.sleep_forever()
-        finally:
-            done.set()
-
-    result: BackgroundNode = await nursery.start(run)
-    return result
 
 
 async def free_port() -> int:

@@ -16,6 +16,8 @@ _Path = str | os.PathLike[str]
 CertSource = _Path | tuple[_Path, _Path, _Path]
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
+#: Where SDK certificates are looked for when none are given: ``amop chain``'s, then FISCO's.
+_DISCOVERY_DIRS = ("nodes/sdk", "conf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ def find_sdk_certs() -> Path | None:
                 path=directory,
             )
         return directory
-    for candidate in ("nodes/sdk", "conf"):
+    for candidate in _DISCOVERY_DIRS:
         if all((Path(candidate) / f).is_file() for f in SDK_CERT_FILES):
             return Path(candidate)
     return None

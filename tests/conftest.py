@@ -1,0 +1,160 @@
+"""Fixtures shared by the test modules: a node with clients, linked nodes, certificates.
+
+* ``node`` is one plain node on a free loopback port; ``publisher`` and
+  ``subscriber`` are clients connected to it.
+* ``open_linked_nodes(n, links)`` runs ``n`` nodes in this process, linked as
+  given (see ``line``/``ring``/``mesh``), and returns once every node reaches
+  every other: multi-node logic then runs where coverage and the debugger see it.
+* ``start_node`` runs a node in a task of its own, to be stopped under its clients.
+* ``chain_certs`` is a chain CA with node and SDK certificates, made once per
+  test session.
+* ``wait_until`` waits for a condition that has no event of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from amop_trio import AmopClient, Node, open_amop, open_node
+
+LOOPBACK = "127.0.0.1:0"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_local_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients of plain test nodes must not pick up a developer's ./nodes/sdk or env."""
+    monkeypatch.delenv("AMOP_SDK_CERTS", raising=False)
+    monkeypatch.setattr("amop_trio._client.config._DISCOVERY_DIRS", ())
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect cycles after each test, so the ResourceWarning of a socket the
+    library leaked fails the test that leaked it, not whichever test runs next."""
+    yield
+    gc.collect()
+
+
+async def wait_until(predicate: Callable[[], bool], *, within: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``within`` seconds.
+
+    For state that has no event to wait on (a node's topic table seen from a test).
+    """
+    with trio.fail_after(within):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    async with open_node(LOOPBACK) as running:
+        yield running
+
+
+@pytest.fixture
+async def publisher(node: Node) -> AsyncIterator[AmopClient]:
+    async with open_amop(node.endpoint) as client:
+        yield client
+
+
+@pytest.fixture
+async def subscriber(node: Node) -> AsyncIterator[AmopClient]:
+    async with open_amop(node.endpoint) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def chain_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ca/``, ``node0``..``node2/`` and ``sdk/`` of one chain, in the FISCO layout."""
+    from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
+
+    root = tmp_path_factory.mktemp("chain")
+    create_chain_ca(root / "ca")
+    for i in range(3):
+        create_node_cert(root / "ca", root / f"node{i}", f"node{i}")
+    create_sdk_cert(root / "ca", root / "sdk")
+    return root
+
+
+def line(n: int) -> list[tuple[int, int]]:
+    return list(itertools.pairwise(range(n)))
+
+
+def ring(n: int) -> list[tuple[int, int]]:
+    return [*line(n), (0, n - 1)]
+
+
+def mesh(n: int) -> list[tuple[int, int]]:
+    return list(itertools.combinations(range(n), 2))
+
+
+@dataclass
+class BackgroundNode:
+    """A node running in a task of its own, so it can be stopped while clients live on."""
+
+    node: Node
+    scope: trio.CancelScope
+    done: trio.Event = field(default_factory=trio.Event)
+
+    async def stop(self) -> None:
+        """Leave the node's ``async with open_node`` and wait until it has closed."""
+        self.scope.cancel()
+        await self.done.wait()
+
+
+async def start_node(
+    nursery: trio.Nursery, listen: str = LOOPBACK, **kwargs: Any
+) -> BackgroundNode:
+    async def run(*, task_status: trio.TaskStatus[BackgroundNode]) -> None:
+        done = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                async with open_node(listen, **kwargs) as node:
+                    task_status.started(BackgroundNode(node, scope, done))
+                    await trio.sleep_forever()
+        finally:
+            done.set()
+
+    result: BackgroundNode = await nursery.start(run)
+    return result
+
+
+
+@asynccontextmanager
+async def open_linked_nodes(
+    n: int, links: list[tuple[int, int]], **kwargs: Any
+) -> AsyncIterator[list[Node]]:
+    """``n`` nodes in this process; for each ``(a, b)`` in ``links``, ``b`` dials ``a``.
+
+    Node ``i`` has the id ``node-i``; ``kwargs`` go to every ``open_node``.
+    Returns once every node's directory reaches every other node.
+    """
+    async with AsyncExitStack() as stack:
+        nodes: list[Node] = []
+        for i in range(n):
+            peers = [nodes[a].p2p_endpoint or "" for a, b in links if b == i]
+            nodes.append(
+                await stack.enter_async_context(
+                    open_node(
+                        LOOPBACK,
+                        p2p_listen=LOOPBACK,
+                        peers=peers,
+                        node_id=f"node-{i}",
+                        **kwargs,
+                    )
+                )
+            )
+        await wait_until(
+            lambda: all(len(node.network.directory.reachable()) == n for node in nodes),
+            within=10,
+        )
+        yield nodes
