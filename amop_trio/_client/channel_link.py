@@ -28,7 +28,8 @@ from .._wire.fisco2 import (
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status
-from .link import AMOP_TRIO_NODE_VERSION, Answer, Delivery, Inbound, Link, handshake
+from .events import Answer, Delivery, Inbound
+from .link import AMOP_TRIO_NODE_VERSION, Link, handshake
 
 logger = logging.getLogger("amop_trio.client")
 

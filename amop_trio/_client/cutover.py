@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 if TYPE_CHECKING:
-    from .link import Delivery
+    from .events import Delivery
 
 
 class Side(enum.IntEnum):

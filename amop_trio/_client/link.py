@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import trio
@@ -32,10 +31,11 @@ from .._errors import (
 )
 from .._requests import Deadlines, Pending
 from .._transport.connection import FrameConnection, FrameTransport
-from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import new_seq
 from .._wire.status import Status
 from .cutover import Cutover, Side
+from .events import Answer, Inbound
 
 #: ``nodeVersion`` with which amop_trio nodes answer a channel handshake.
 AMOP_TRIO_NODE_VERSION = "amop_trio"
@@ -43,28 +43,6 @@ AMOP_TRIO_NODE_VERSION = "amop_trio"
 #: from the subscriber within 30 s).
 _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, Status.SUBSCRIBER_TIMEOUT})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The node's answer to a request: a ws ``Status`` code and the payload."""
-
-    seq: bytes
-    status: int
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message for this client's subscriptions; ``topic`` is the wire topic."""
-
-    seq: bytes
-    topic: str
-    data: bytes
-    multicast: bool
-
-
-Inbound = Answer | Delivery | ChannelVerifyRequest | None
 
 
 class Link(FrameConnection):

@@ -28,7 +28,8 @@ from .message import Message, MessageKind
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from .link import Delivery, Link
+    from .events import Delivery
+    from .link import Link
 
 logger = logging.getLogger("amop_trio.client")
 

@@ -41,7 +41,8 @@ from .._wire.topics import is_private_family
 from .channel_link import open_channel_link
 from .config import ClientConfig
 from .cutover import Cutover, Side
-from .link import Answer, Delivery, Link, check_answer
+from .events import Answer, Delivery
+from .link import Link, check_answer
 from .subscription import TopicRegistry
 from .ws_link import open_ws_link
 

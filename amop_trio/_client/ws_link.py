@@ -25,7 +25,8 @@ from .._wire.fisco3 import (
     new_seq,
 )
 from .._wire.peer import PeerType
-from .link import Answer, Delivery, Inbound, Link, handshake
+from .events import Answer, Delivery, Inbound
+from .link import Link, handshake
 
 logger = logging.getLogger("amop_trio.client")
 
