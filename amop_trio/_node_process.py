@@ -183,6 +183,13 @@ def remove_pid_file(path: Path) -> None:
             path.unlink()
 
 
+def forget_pid(config: Path, pid: int) -> None:
+    """Remove the node's pid file if it names ``pid``, a process that has exited."""
+    if _read_pid(config) == pid:
+        with contextlib.suppress(OSError):
+            (config.parent / PID_FILE).unlink()
+
+
 def _read_pid(config: Path) -> int | None:
     try:
         pid = int((config.parent / PID_FILE).read_text(encoding="ascii").strip())

@@ -35,6 +35,7 @@ from .._node_process import (
     Started,
     can_check_processes,
     exit_description,
+    forget_pid,
     remove_pid_file,
     running_pid,
     start_node,
@@ -171,7 +172,8 @@ def prepare_chain(args: argparse.Namespace) -> list[NodeConfig]:
                 sdk_port=args.sdk_port,
                 p2p_port=args.p2p_port,
                 topology=args.topology,
-                node_ids=None if args.plain else [c.node_id for c in existing][: args.nodes],
+                # Only the shape is compared: ids stay whatever the directory holds.
+                node_ids=None if args.plain else [""] * args.nodes,
                 insecure_plain=args.insecure_plain,
             )
             change = difference(existing, wanted)
@@ -260,6 +262,7 @@ async def _supervise(directory: Path, nodes: list[Started], signals: AsyncIterat
         async def watch(node: Started) -> None:
             nonlocal failed, running
             code = await node.process.wait()
+            forget_pid(node.config, node.process.pid)
             running -= 1
             if code != 0:
                 failed += 1

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 #: Characters of a message shown to people before it is cut.
-SHOWN = 1000
+SHOWN = 500
 
 
 class StdoutClosed(Exception):
