@@ -217,47 +217,33 @@ CHAIN_ACTIONS = {
 }
 
 
-def _add_creation_options(parser: Parser, default: Any) -> None:
+def _add_creation_options(parser: Parser, default: Any, *, hidden: bool = False) -> None:
     """Options that describe a chain to create: None (or absent) when not given."""
-    parser.add_argument(
-        "-n", "--nodes", type=node_count, default=default, metavar="N", help="nodes (default: 4)"
-    )
-    parser.add_argument(
-        "--host",
-        type=ip_address,
-        default=default,
-        help="address every node listens on (default: 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--sdk-port", type=port, default=default, help="first SDK port (default: 20200)"
-    )
-    parser.add_argument(
-        "--p2p-port", type=port, default=default, help="first P2P port (default: 30300)"
-    )
-    parser.add_argument(
-        "--topology",
-        choices=TOPOLOGIES,
-        default=default,
-        help="links (default: mesh, every pair)",
-    )
-    parser.add_argument(
+
+    def add(*names: str, help: str, **kwargs: Any) -> None:
+        shown = argparse.SUPPRESS if hidden else help
+        parser.add_argument(*names, default=default, help=shown, **kwargs)
+
+    add("-n", "--nodes", type=node_count, metavar="N", help="nodes (default: 4)")
+    add("--host", type=ip_address, help="address every node listens on (default: 127.0.0.1)")
+    add("--sdk-port", type=port, help="first SDK port (default: 20200)")
+    add("--p2p-port", type=port, help="first P2P port (default: 30300)")
+    add("--topology", choices=TOPOLOGIES, help="links (default: mesh, every pair)")
+    add(
         "--plain",
         action="store_const",
         const=True,
-        default=default,
         help="no certificates, plain WebSocket on every port (loopback only)",
     )
-    parser.add_argument(
+    add(
         "--insecure-plain",
         action="store_const",
         const=True,
-        default=default,
         help="with --plain, allow a non-loopback --host: any host that reaches the ports can join",
     )
-    parser.add_argument(
+    add(
         "--curve",
         choices=CURVE_CHOICES,
-        default=default,
         help="key curve of the certificates (default: secp256k1)",
     )
 
@@ -304,6 +290,8 @@ examples:
         if name in ("run", "create"):
             _add_creation_options(action, argparse.SUPPRESS)
         else:
+            # Taken only to say that they do not belong here.
+            _add_creation_options(action, argparse.SUPPRESS, hidden=True)
             action.add_argument(
                 "names",
                 nargs="*",
