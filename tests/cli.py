@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -84,6 +85,21 @@ async def run(
             capture_stdout=True,
             capture_stderr=True,
         )
+
+
+async def run_all(
+    commands: dict[str, list[Arg]], stdin: dict[str, bytes] | None = None, **options: Any
+) -> dict[str, subprocess.CompletedProcess[bytes]]:
+    """Run independent commands side by side; their results by name."""
+    results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def one(name: str) -> None:
+        results[name] = await run(commands[name], stdin=(stdin or {}).get(name, b""), **options)
+
+    async with trio.open_nursery() as nursery:
+        for name in commands:
+            nursery.start_soon(one, name)
+    return results
 
 
 class Running:

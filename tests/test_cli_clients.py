@@ -29,6 +29,7 @@ from .cli import (
     free_port,
     lines,
     run,
+    run_all,
     spawn,
 )
 
@@ -57,31 +58,36 @@ async def test_binary_payloads_from_files_stdin_and_arguments_arrive_whole(
         ):
             await sub.wait_line(r"Subscriber success", timeout=10, err=True)
             assert sub.out == []  # with --json, stdout carries messages only
-            sent = [
-                await run([*AMOP, "pub", endpoint, "t", "-f", source]),
-                await run([*AMOP, "pub", endpoint, "t", "-", "--multicast"], stdin=BINARY),
-                await run([*AMOP, "pub", endpoint, "t", b"caf\xe9 \xff"]),  # not UTF-8
-                await run([*AMOP, "pub", endpoint, "t", "-f", "-"], stdin="naïve ✓".encode()),
-            ]
-            for result in sent:
+            pub = [*AMOP, "pub", endpoint, "t"]
+            sent = await run_all(
+                {
+                    "file": [*pub, "-f", source],
+                    "stdin": [*pub, "-", "--multicast"],
+                    "argument": [*pub, b"caf\xe9 \xff"],  # not UTF-8
+                    "file stdin": [*pub, "-f", "-"],
+                },
+                stdin={"stdin": BINARY[::-1], "file stdin": "naïve ✓".encode()},
+            )
+            for result in sent.values():
                 assert result.returncode == 0, lines(result.stderr)
             assert await sub.wait_exit(10) == 0, sub.err
-    records = [json.loads(line) for line in sub.out]
-    assert [(r["topic"], r["kind"], r["encoding"]) for r in records] == [
-        ("t", "unicast", "base64"),
-        ("t", "multicast", "base64"),
-        ("t", "unicast", "base64"),
-        ("t", "unicast", "utf-8"),
-    ]
-    assert base64.b64decode(records[0]["data"]) == BINARY
-    assert base64.b64decode(records[1]["data"]) == BINARY
-    assert base64.b64decode(records[2]["data"]) == b"caf\xe9 \xff"
-    assert records[3]["data"] == "naïve ✓"
+    received = {}
+    for line in sub.out:
+        record = json.loads(line)
+        assert record["topic"] == "t"
+        data = record["data"]
+        if record["encoding"] == "base64":
+            data = base64.b64decode(data)
+        received[record["kind"], record["encoding"], data] = True
+    assert set(received) == {
+        ("unicast", "base64", BINARY),
+        ("multicast", "base64", BINARY[::-1]),
+        ("unicast", "base64", b"caf\xe9 \xff"),
+        ("unicast", "utf-8", "naïve ✓"),
+    }
     # People see the publisher's data escaped on one line.
-    assert any(
-        re.fullmatch(rf"{STAMP} publish message: caf\\xe9 \\xff", line)
-        for line in lines(sent[2].stdout)
-    ), lines(sent[2].stdout)
+    argument = lines(sent["argument"].stdout)
+    assert any(re.fullmatch(rf"{STAMP} publish message: caf\\xe9 \\xff", x) for x in argument)
 
 
 async def test_human_output_shows_topic_and_kind_on_one_line_each() -> None:
@@ -179,33 +185,38 @@ async def test_request_and_reply_with_a_text_a_command_and_a_command_timeout() -
             for replier in (fixed, upper, slow):
                 await replier.wait_line(r"Subscriber success", timeout=10)
 
-            request = await run([*AMOP, "request", endpoint, "fixed", "who?", "--count", "2"])
-            assert request.returncode == 0, lines(request.stderr)
-            out = lines(request.stdout)
-            assert len(out) == 2
+            request = [*AMOP, "request", endpoint]
+            started = trio.current_time()
+            results = await run_all(
+                {
+                    "fixed": [*request, "fixed", "who?", "--count", "2"],
+                    "raw": [*request, "upper", "-", "--raw", "-N"],
+                    "json": [*request, "upper", "x", "--json"],
+                    "slow": [*request, "slow", "hurry", "--raw"],
+                    "nobody": [*request, "nobody", "hi"],
+                },
+                stdin={"raw": b"abc\xff"},
+            )
+            assert trio.current_time() - started < 8  # the slow command was cut short
+
+            out = lines(results["fixed"].stdout)
+            assert len(out) == 2, (out, lines(results["fixed"].stderr))
             for line in out:
                 assert re.fullmatch(rf"{STAMP} reply on fixed in \d+\.\d{{3}} ms: it is me", line)
             await fixed.wait_line(rf"{STAMP} received unicast on fixed: who\?$")
 
-            upper_raw = await run(
-                [*AMOP, "request", endpoint, "upper", "-", "--raw", "-N"], stdin=b"abc\xff"
-            )
-            assert upper_raw.stdout == b"upper\nABC\xff"
+            assert results["raw"].stdout == b"upper\nABC\xff"
 
-            as_json = await run([*AMOP, "request", endpoint, "upper", "x", "--json"])
-            record = json.loads(as_json.stdout)
+            record = json.loads(results["json"].stdout)
             assert (record["kind"], record["topic"]) == ("reply", "upper")
             assert (record["encoding"], record["data"]) == ("utf-8", "upper\nX")
             assert record["rtt_ms"] > 0
 
-            started = trio.current_time()
-            timed_out = await run([*AMOP, "request", endpoint, "slow", "hurry", "--raw"])
-            assert timed_out.returncode == 0
-            assert timed_out.stdout == b"\n"  # the reply is empty
-            assert trio.current_time() - started < 4
+            assert results["slow"].returncode == 0
+            assert results["slow"].stdout == b"\n"  # the reply is empty
             await slow.wait_line(r"ran longer than 0\.3 s; it was killed", err=True)
 
-            nobody = await run([*AMOP, "request", endpoint, "nobody", "hi"])
+            nobody = results["nobody"]
             assert nobody.returncode == 1
             assert "no subscriber" in error_line(nobody, "amop request: error: ")
 
@@ -275,18 +286,21 @@ async def test_status_and_clients_take_certs(tmp_path: Path) -> None:
     elsewhere.mkdir()
     with trio.fail_after(40):
         async with amop_node("--certs", str(conf)) as (_node, endpoint):
-            with_option = await run([*AMOP, "status", endpoint, "--certs", sdk], cwd=elsewhere)
-            assert with_option.returncode == 0, lines(with_option.stderr)
-            assert lines(with_option.stdout)[1].startswith("  sdk wss://")
-            with_env = await run(
-                [*AMOP, "status", endpoint, "--json"],
+            status = [*AMOP, "status", endpoint]
+            results = await run_all(
+                {
+                    "option": [*status, "--certs", sdk],
+                    "without": status,
+                    "missing": [*status, "--certs", elsewhere],
+                },
                 cwd=elsewhere,
-                env={**ENV, "AMOP_SDK_CERTS": str(sdk)},
             )
+            with_env = await run(
+                [*status, "--json"], cwd=elsewhere, env={**ENV, "AMOP_SDK_CERTS": str(sdk)}
+            )
+            assert results["option"].returncode == 0, lines(results["option"].stderr)
+            assert lines(results["option"].stdout)[1].startswith("  sdk wss://")
             assert json.loads(with_env.stdout)["sdk"].startswith("wss://")
-            without = await run([*AMOP, "status", endpoint], cwd=elsewhere)
-            assert without.returncode == 1
-            error_line(without, "amop status: error: ")
-            missing = await run([*AMOP, "status", endpoint, "--certs", elsewhere], cwd=elsewhere)
-            assert missing.returncode == 1
-            error_line(missing, "amop status: error: ")
+            for failed in ("without", "missing"):
+                assert results[failed].returncode == 1
+                error_line(results[failed], "amop status: error: ")
