@@ -176,7 +176,7 @@ async def test_request_and_reply_with_a_text_a_command_and_a_command_timeout() -
                     endpoint,
                     "slow",
                     "--command",
-                    "sleep 2",
+                    "sleep 1",
                     "--command-timeout",
                     "0.3",
                 ]

@@ -33,6 +33,7 @@ EXPORTED = {
     "Node",
     "NodeLimits",
     "NodeStatistics",
+    "NotSupportedError",
     "RejectedError",
     "Status",
     "Subscription",
