@@ -106,6 +106,31 @@ async def test_chain_stays_up_past_trio_idle_threads_and_outlives_a_killed_node(
         assert not list(directory.glob("node*/node.pid"))
 
 
+async def test_a_running_chain_follows_stop_and_takes_its_nodes_when_killed(
+    tmp_path: Path,
+) -> None:
+    """`amop chain stop` works on a foreground chain; a chain killed with SIGKILL still
+    takes its nodes down (they read EOF on their lifeline)."""
+    sdk, p2p = chain_ports(2)
+    directory = tmp_path / "nodes"
+    args = [*AMOP, "chain", "-n", "2", "--plain", "--dir", directory]
+    with trio.fail_after(60):
+        async with spawn([*args, "--sdk-port", sdk, "--p2p-port", p2p]) as chain:
+            await chain.wait_line(r"^2 nodes up", timeout=30)
+            pids = pids_of(chain.out)
+            stop = await run([*AMOP, "chain", "stop", "node0", "--dir", directory])
+            assert lines(stop.stdout) == [f"node0    stopped (pid {pids['node0']})"]
+            await chain.wait_line(r"^node0 stopped \(1 of 2 still up\)$", timeout=10)
+            assert chain.err == []
+            chain.process.kill()
+            await chain.wait_exit(10)
+            with trio.fail_after(10):
+                while alive(pids["node1"]):
+                    await trio.sleep(0.05)
+        log = (directory / "node1" / "node.log").read_text()
+        assert "amop node stopping (the chain that started it has gone)" in log
+
+
 async def test_detached_nodes_start_stop_and_show_one_by_one(tmp_path: Path) -> None:
     sdk, p2p = chain_ports(2)
     directory = tmp_path / "nodes"

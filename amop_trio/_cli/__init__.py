@@ -9,6 +9,7 @@ failure into one line on stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -54,6 +55,9 @@ def read_data(args: argparse.Namespace) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Paths and names typed in any encoding are printed back, never a UnicodeEncodeError.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args)
