@@ -8,6 +8,7 @@ every wait is bounded.
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -34,18 +35,26 @@ Arg = str | bytes | os.PathLike[str]
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_ports(1)
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that are free now."""
+    """The first of ``count`` consecutive ports that are free now.
+
+    They lie below the ephemeral range, so no outgoing connection (a node
+    dialling its peers, or anything else on the machine) can take one as its
+    local port between this check and the node listening on it.
+    """
+    top = _ephemeral_start() - count
     while True:
-        first = free_port()
-        if first + count > 65535:
-            continue
+        first = random.randrange(10000, top)
         try:
             for port in range(first, first + count):
                 with socket.socket() as sock:
