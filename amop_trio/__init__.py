@@ -1,9 +1,13 @@
 """amop_trio: AMOP messaging for FISCO BCOS on Trio.
 
 ``open_amop`` connects a client to a node, ``open_node`` runs a node; the
-sans-I/O codec lives in ``amop_trio.wire``.
+sans-I/O codec lives in ``amop_trio.wire``. Every exception amop_trio raises
+on purpose is exported here and derives from ``AmopError``.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._chain import ConfigError as ConfigError
 from ._client import AmopClient as AmopClient
 from ._client import Message as Message
 from ._client import MessageKind as MessageKind
@@ -27,17 +31,42 @@ from ._node.server import Node as Node
 from ._node.server import open_node as open_node
 from ._wire.status import Status as Status
 
+if TYPE_CHECKING:
+    from ._security.certs import CertificateError as CertificateError
+    from ._security.keys import KeyFileError as KeyFileError
+
 __version__ = "0.1.0"
+
+#: Exported, but imported on first use: their modules load ``cryptography``,
+#: which a client without TLS or private topics never needs.
+_LAZY = {
+    "CertificateError": "._security.certs",
+    "KeyFileError": "._security.keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AmopClient",
     "AmopError",
     "AmopTimeoutError",
+    "CertificateError",
     "ClientClosedError",
+    "ConfigError",
     "ConnectError",
     "ConnectionLostError",
     "EncodeError",
     "FrameTooLargeError",
+    "KeyFileError",
     "Message",
     "MessageKind",
     "NoSubscriberError",

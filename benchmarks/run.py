@@ -216,12 +216,41 @@ def print_report(results: list[h.Result], notes: list[str]) -> None:
 
 # -- plots -------------------------------------------------------------------------------------
 
+#: Twenty colours that stay apart from each other (matplotlib's tab20, dark shades first).
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+#: Dash patterns taken in turn once the palette has gone round.
+DASHES = ("-", "--", "-.", ":")
+
+
+def series_styles(labels: list[str]) -> dict[str, tuple[str, str]]:
+    """A (colour, line style) per label, no two alike; the same label always gets the same."""
+    ordered = sorted(dict.fromkeys(labels))
+    return {
+        label: (PALETTE[i % len(PALETTE)], DASHES[i // len(PALETTE) % len(DASHES)])
+        for i, label in enumerate(ordered)
+    }
+
+
+def legend_below(ax: Any, columns: int = 2) -> Any:
+    """A legend under the axes, where it cannot cover a data point."""
+    return ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=columns,
+        fontsize=7,
+        frameon=False,
+    )
+
 
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight" keeps the legends in the picture
     plt.close(fig)
     return path
 
@@ -232,16 +261,24 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         h.note("plots: matplotlib is not installed; no PNGs written (pip install matplotlib)")
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    figures = build_figures(results)
+    return [_save(fig, out_dir / name) for name, fig in figures.items()]
+
+
+def build_figures(results: list[h.Result]) -> dict[str, Any]:
+    """The figures to save, by file name; a section that did not run draws none."""
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, Any] = {}
 
     # 1. Latency CDF of sequential request/reply, 256 B, per system: each in its own
     #    section (left), and in interleaved rounds (right).
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
+    curves: list[tuple[Any, str, list[float]]] = []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
     for r in results:
         if r.kind != h.LATENCY or r.payload != 256 or not r.samples_ns:
             continue
@@ -252,9 +289,12 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
             label = r.system if r.scenario == "rtt" else f"{r.system} {r.scenario}"
         else:
             continue
-        values = sorted(s / 1e3 for s in r.samples_ns)
+        curves.append((ax, label, sorted(s / 1e3 for s in r.samples_ns)))
+    styles = series_styles([label for _, label, _ in curves])
+    for ax, label, values in curves:
         n = len(values)
-        ax.plot(values, [(i + 1) / n for i in range(n)], label=label)
+        colour, dash = styles[label]
+        ax.plot(values, [(i + 1) / n for i in range(n)], label=label, color=colour, ls=dash)
     for ax, title in (
         (left, "each system in its own section"),
         (right, "side by side, interleaved rounds"),
@@ -265,9 +305,9 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=8)
+            legend_below(ax)
     fig.suptitle("request/reply latency CDF, 256 B, one request at a time")
-    written.append(_save(fig, out_dir / "latency_cdf.png"))
+    figures["latency_cdf.png"] = fig
 
     # 2. RTT against hops: the trio-websocket floor and amop_trio per topology.
     series: dict[str, list[tuple[int, float, float]]] = {}
@@ -285,17 +325,19 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         key = f"{name}, {h.fmt_payload(r.payload)}"
         series.setdefault(key, []).append((r.hops, r.figures["p50_us"], r.figures["p99_us"]))
     if series:  # a run without this section leaves its plot alone
-        fig, ax = plt.subplots(figsize=(7, 5))
+        fig, ax = plt.subplots(figsize=(7, 5.5))
+        styles = series_styles(list(series))
         for key, points in sorted(series.items()):
             points.sort()
             xs = [p[0] for p in points]
-            (line,) = ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} p50")
+            colour = styles[key][0]
+            ax.plot(xs, [p[1] for p in points], marker="o", color=colour, label=f"{key} p50")
             ax.plot(
                 xs,
                 [p[2] for p in points],
                 linestyle=":",
                 marker=".",
-                color=line.get_color(),
+                color=colour,
                 label=f"{key} p99",
             )
         ax.set_xlabel("brokers / nodes crossed (0 = direct echo)")
@@ -303,8 +345,8 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
         ax.set_title("request/reply RTT against hops")
         ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}) or [0])
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out_dir / "rtt_vs_hops.png"))
+        legend_below(ax)
+        figures["rtt_vs_hops.png"] = fig
 
     # 3. Throughput against payload size.
     lines: dict[str, list[tuple[int, float, float]]] = {}
@@ -316,22 +358,32 @@ def write_plots(results: list[h.Result], out_dir: Path) -> list[Path]:
             (r.payload, r.figures.get("msg_per_s", math.nan), r.figures.get("MB_per_s", math.nan))
         )
     if lines:  # a run without this section leaves its plot alone
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5.5))
+        styles = series_styles(list(lines))
         for key, points in sorted(lines.items()):
             points.sort()
             xs = [p[0] for p in points]
-            ax1.plot(xs, [p[1] for p in points], marker="o", label=key)
-            ax2.plot(xs, [p[2] for p in points], marker="o", label=key)
+            colour, dash = styles[key]
+            ax1.plot(xs, [p[1] for p in points], marker="o", color=colour, ls=dash, label=key)
+            ax2.plot(xs, [p[2] for p in points], marker="o", color=colour, ls=dash, label=key)
         for ax, ylabel in ((ax1, "messages / s (published)"), (ax2, "MB / s (delivered)")):
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("payload, bytes")
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
-        ax1.legend(fontsize=7)
+        # One legend for both panels, below them.
+        fig.legend(
+            *ax1.get_legend_handles_labels(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.02),
+            ncol=3,
+            fontsize=7,
+            frameon=False,
+        )
         fig.suptitle("one-way throughput against payload size")
-        written.append(_save(fig, out_dir / "throughput_vs_payload.png"))
-    return written
+        figures["throughput_vs_payload.png"] = fig
+    return figures
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -365,6 +417,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except ImportError as exc:
+        print(
+            f"run.py: {exc.name or exc} is not installed; the benchmarks need the test "
+            "extras: pip install -e '.[test]'",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
     settings = h.QUICK if args.quick else h.Settings()
     if args.no_progress:
         from dataclasses import replace

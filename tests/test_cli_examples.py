@@ -1,20 +1,10 @@
-"""The ``amop`` command and the go-sdk style examples, run as real processes.
-
-``sys.executable -m amop_trio`` stands for the ``amop`` console script. Every
-process is started from the repository root with PYTHONUNBUFFERED=1, killed in
-``finally`` if still alive, and every wait is bounded.
-"""
+"""``amop demo``, ``amop node`` and the go-sdk style examples, run as real processes."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,128 +12,28 @@ import trio
 
 from amop_trio import open_amop
 
+from .cli import (
+    AMOP,
+    ENV,
+    MULTICAST_PUB,
+    STAMP,
+    SUBSCRIBER,
+    UNICAST_PUB,
+    amop_node,
+    free_port,
+    free_ports,
+    lines,
+    run,
+    spawn,
+)
 from .network import serve_replies
-
-REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-AMOP = (sys.executable, "-m", "amop_trio")
-EXAMPLES = REPO / "examples" / "amop"
-SUBSCRIBER = (sys.executable, str(EXAMPLES / "sub" / "subscriber.py"))
-UNICAST_PUB = (sys.executable, str(EXAMPLES / "unicast_pub" / "publisher.py"))
-MULTICAST_PUB = (sys.executable, str(EXAMPLES / "multicast_pub" / "publisher.py"))
 
 UNICAST_TEXT = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_TEXT = "hello, FISCO BCOS, I am multi broadcast publisher!"
-STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def received_line(text: str) -> re.Pattern[str]:
     return re.compile(rf"^{STAMP} received: {re.escape(text)}$")
-
-
-async def run(
-    args: Sequence[str], timeout: float, cwd: Path = REPO
-) -> subprocess.CompletedProcess[bytes]:
-    """Run a command to completion; killed (and the test failed) after ``timeout``."""
-    with trio.fail_after(timeout):
-        return await trio.run_process(
-            list(args), cwd=cwd, env=ENV, check=False, capture_stdout=True, capture_stderr=True
-        )
-
-
-def lines(data: bytes) -> list[str]:
-    return data.decode("utf-8", "replace").splitlines()
-
-
-class Running:
-    """A background process whose stdout and stderr are collected line by line."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = trio.Event()
-        self.stdout_closed = False
-
-    async def _pump(self, stream: trio.abc.ReceiveStream, into: list[str]) -> None:
-        pending = b""
-        async for chunk in stream:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            into.extend(line.decode("utf-8", "replace") for line in complete)
-            self._changed.set()
-            self._changed = trio.Event()
-        if pending:
-            into.append(pending.decode("utf-8", "replace"))
-        if into is self.out:
-            self.stdout_closed = True
-        self._changed.set()
-
-    def has_line(self, pattern: str | re.Pattern[str]) -> bool:
-        return any(re.search(pattern, line) for line in self.out)
-
-    async def wait_line(self, pattern: str | re.Pattern[str], timeout: float = 5) -> None:
-        """Wait until stdout has a line matching ``pattern``."""
-        with trio.move_on_after(timeout):
-            while not self.has_line(pattern):
-                if self.stdout_closed:
-                    break
-                await self._changed.wait()
-        if not self.has_line(pattern):
-            pytest.fail(
-                f"no line matching {pattern!r} within {timeout} s from {self.process.args}; "
-                f"returncode={self.process.returncode}\nstdout={self.out}\nstderr={self.err}"
-            )
-
-    async def wait_exit(self, timeout: float) -> int:
-        with trio.fail_after(timeout):
-            return await self.process.wait()
-
-
-@asynccontextmanager
-async def spawn(args: Sequence[str], cwd: Path = REPO) -> AsyncIterator[Running]:
-    """Start a process for the block; it is killed on the way out if still running."""
-    process = await trio.lowlevel.open_process(
-        list(args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    running = Running(process)
-    try:
-        async with trio.open_nursery() as nursery:
-            assert process.stdout is not None
-            assert process.stderr is not None
-            nursery.start_soon(running._pump, process.stdout, running.out)
-            nursery.start_soon(running._pump, process.stderr, running.err)
-            try:
-                yield running
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await process.wait()
-            for pipe in (process.stdout, process.stderr):
-                if pipe is not None:
-                    await pipe.aclose()
-
-
-@asynccontextmanager
-async def amop_node() -> AsyncIterator[tuple[Running, str]]:
-    """``amop node`` on a free loopback port, once it says it is listening."""
-    endpoint = f"127.0.0.1:{free_port()}"
-    async with spawn([*AMOP, "node", "--listen", endpoint]) as node:
-        await node.wait_line(r"listening", timeout=10)
-        yield node, endpoint
 
 
 # -- tests ----------------------------------------------------------------------
@@ -232,40 +122,13 @@ async def test_pub_without_node_fails_cleanly() -> None:
     assert "Traceback" not in result.stderr.decode("utf-8", "replace")
 
 
-HELP_OPTIONS = {
-    (): ["--verbose", "--version", "node", "sub", "pub", "demo"],
-    ("node",): ["--listen", "--request-timeout", "--max-frame-size"],
-    ("sub",): ["endpoint", "topic", "--count", "--reply"],
-    ("pub",): ["endpoint", "topic", "message", "--multicast", "--count", "--interval", "--timeout"],
-    ("demo",): ["--help"],
-}
-
-
-async def test_help() -> None:
-    results: dict[tuple[str, ...], subprocess.CompletedProcess[bytes]] = {}
-
-    async def one(command: tuple[str, ...]) -> None:
-        results[command] = await run([*AMOP, *command, "--help"], timeout=15)
-
-    async with trio.open_nursery() as nursery:
-        for command in HELP_OPTIONS:
-            nursery.start_soon(one, command)
-    for command, options in HELP_OPTIONS.items():
-        result = results[command]
-        text = result.stdout.decode()
-        assert result.returncode == 0, (command, text, result.stderr)
-        assert "usage: amop" in text, (command, text)
-        for option in options:
-            assert option in text, (command, option, text)
-
-
 async def test_sub_count_and_pub() -> None:
     with trio.fail_after(20):
         async with (
             amop_node() as (_node, endpoint),
             spawn([*AMOP, "sub", endpoint, "topic", "--count", "1"]) as sub,
         ):
-            await sub.wait_line(r"^Subscriber success$", timeout=10)
+            await sub.wait_line(r"^\S+ \S+ Subscriber success$", timeout=10)
             pub = await run([*AMOP, "pub", endpoint, "topic", "hi"], timeout=12)
             out = lines(pub.stdout)
             assert pub.returncode == 0, (out, lines(pub.stderr))
@@ -273,13 +136,13 @@ async def test_sub_count_and_pub() -> None:
             assert any(re.match(rf"^{STAMP} reply:", line) for line in out), out
             code = await sub.wait_exit(5)
             assert code == 0, (sub.out, sub.err)
-            await sub.wait_line(received_line("hi"))
+            await sub.wait_line(rf"^{STAMP} received unicast on topic: hi$")
 
 
 async def test_chain_starts_linked_nodes_and_status_shows_them(tmp_path: Path) -> None:
-    sdk, p2p = free_port(), free_port()
-    while abs(sdk - p2p) < 4:
-        p2p = free_port()
+    sdk, p2p = free_ports(3), free_ports(3)
+    while abs(sdk - p2p) < 3:
+        p2p = free_ports(3)
     with trio.fail_after(40):
         args = [
             *AMOP,
@@ -297,9 +160,9 @@ async def test_chain_starts_linked_nodes_and_status_shows_them(tmp_path: Path) -
             "--plain",
         ]
         async with spawn(args) as chain:
-            await chain.wait_line(r"3 nodes up", timeout=20)
+            await chain.wait_line(r"^3 nodes up", timeout=30)
             for i in range(3):
-                assert chain.has_line(rf"^node{i}  sdk ws://127\.0\.0\.1:{sdk + i} ")
+                assert chain.has_line(rf"^node{i}    sdk ws://127\.0\.0\.1:{sdk + i} ")
                 assert (tmp_path / "nodes" / f"node{i}" / "config.toml").is_file()
             # The middle node links to both others, and every node is in its directory.
             while True:
@@ -311,8 +174,8 @@ async def test_chain_starts_linked_nodes_and_status_shows_them(tmp_path: Path) -
             assert status.returncode == 0, lines(status.stderr)
             assert text.count("\n  out ") + text.count("\n  in  ") == 2, text
             chain.process.send_signal(signal.SIGINT)
-            assert await chain.wait_exit(10) == 0, (chain.out, chain.err)
-        assert any("stopping" in line for line in chain.out), chain.out
+            assert await chain.wait_exit(15) == 0, (chain.out, chain.err)
+        assert chain.has_line(r"^stopping \(SIGINT\)$"), chain.out
 
 
 async def test_status_against_a_plain_node_and_a_missing_node() -> None:
@@ -326,18 +189,22 @@ async def test_status_against_a_plain_node_and_a_missing_node() -> None:
         assert lines(missing.stderr)[0].startswith("amop status: error: cannot connect")
 
 
-async def test_examples_work_unchanged_against_a_tls_chain(tmp_path: Path) -> None:
-    """`amop chain` turns TLS on; the seed-style examples find ./nodes/sdk by themselves."""
-    sdk, p2p = free_port(), free_port()
-    while abs(sdk - p2p) < 3:
-        p2p = free_port()
-    with trio.fail_after(40):
+async def test_readme_sequence_examples_against_a_tls_chain(tmp_path: Path) -> None:
+    """`amop chain -n 2 &` then the examples: from the chain's directory they find
+    ./nodes/sdk; from anywhere else they take --certs or AMOP_SDK_CERTS."""
+    sdk, p2p = free_ports(2), free_ports(2)
+    while abs(sdk - p2p) < 2:
+        p2p = free_ports(2)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    certs = tmp_path / "nodes" / "sdk"
+    with trio.fail_after(60):
         chain_args = [*AMOP, "chain", "-n", "2", "--sdk-port", str(sdk), "--p2p-port", str(p2p)]
         async with spawn(chain_args, cwd=tmp_path) as chain:
-            await chain.wait_line(r"2 nodes up", timeout=20)
-            assert chain.has_line(rf"^node1  sdk wss://127\.0\.0\.1:{sdk + 1} ")
+            await chain.wait_line(r"^2 nodes up", timeout=30)
+            assert chain.has_line(rf"^node1    sdk wss://127\.0\.0\.1:{sdk + 1} ")
             for name in ("ca.crt", "sdk.crt", "sdk.key"):
-                assert (tmp_path / "nodes" / "sdk" / name).is_file()
+                assert (certs / name).is_file()
             async with spawn([*SUBSCRIBER, f"127.0.0.1:{sdk + 1}", "hello"], cwd=tmp_path) as sub:
                 await sub.wait_line(r"^Subscriber success$", timeout=10)
                 await trio.sleep(0.5)  # the subscription reaches node0 through the link
@@ -345,9 +212,24 @@ async def test_examples_work_unchanged_against_a_tls_chain(tmp_path: Path) -> No
                 assert pub.returncode == 0, (lines(pub.stdout), lines(pub.stderr))
                 assert any(line.endswith("reply: ok") for line in lines(pub.stdout))
                 await sub.wait_line(received_line(f"{UNICAST_TEXT} 0"), timeout=5)
-            # Without certificates, the TLS port refuses a plain client at once.
-            plain = await run([*AMOP, "status", f"ws://127.0.0.1:{sdk}"], 10, tmp_path)
-            assert plain.returncode == 1
-            assert "amop status: error: cannot connect" in lines(plain.stderr)[0]
+
+                with_option = [*MULTICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1", "--certs", certs]
+                multicast = await run(with_option, 20, elsewhere)
+                assert multicast.returncode == 0, lines(multicast.stderr)
+                await sub.wait_line(received_line(f"{MULTICAST_TEXT} 0"), timeout=5)
+
+                from_env = await run(
+                    [*UNICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1"],
+                    20,
+                    elsewhere,
+                    env={**ENV, "AMOP_SDK_CERTS": str(certs)},
+                )
+                assert from_env.returncode == 0, lines(from_env.stderr)
+
+                plain = await run([*UNICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1"], 20, elsewhere)
+                assert plain.returncode == 1
+                err = lines(plain.stderr)
+                assert len(err) == 1, err
+                assert err[0].startswith("publisher: "), err
             chain.process.send_signal(signal.SIGINT)
-            assert await chain.wait_exit(10) == 0, (chain.out, chain.err)
+            assert await chain.wait_exit(15) == 0, (chain.out, chain.err)

@@ -366,6 +366,7 @@ async def open_node(
     limits: NodeLimits | None = None,
     seed: int | None = None,
     busy_poll: float = 0.0,
+    allow_plain: bool = False,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the block.
 
@@ -380,8 +381,13 @@ async def open_node(
     instead of sleeping for that long after each frame it reads: a reply that
     follows within the window is read without waking a sleeping process, for
     up to that much CPU after each frame (see ``busy_poll.BusyPoll``).
+
+    Without ``certs`` any process that reaches the ports can join, so a
+    non-loopback address is refused (``ConfigError``) unless ``allow_plain``.
     """
     host, port = parse_listen(listen)
+    if certs is None and not allow_plain:
+        _refuse_plain(host, p2p_listen)
     server_tls = client_tls = None
     if certs is not None:
         from .._security.certs import node_id_from_cert
@@ -417,6 +423,18 @@ async def open_node(
                 with trio.CancelScope(shield=True):
                     await node.aclose_connections()
                 nursery.cancel_scope.cancel()
+
+
+def _refuse_plain(host: str, p2p_listen: str | None) -> None:
+    from .._chain import ConfigError, is_loopback
+
+    for address in (host, parse_listen(p2p_listen)[0] if p2p_listen else host):
+        if not is_loopback(address):
+            raise ConfigError(
+                f"refusing to listen on {address} without TLS: any host that reaches it could "
+                "join; give certificates, or allow plain WebSocket explicitly "
+                "(allow_plain=True, amop node --insecure-plain)"
+            )
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -1,10 +1,12 @@
 """Subscribe to a topic and print every message, like the FISCO go-sdk example.
 
-    python examples/amop/sub/subscriber.py [endpoint] [topic]
+    python examples/amop/sub/subscriber.py [endpoint] [topic] [--certs DIR]
 
-Unicasts are answered with "ok"; the publisher prints that reply.
+Unicasts are answered with "ok"; the publisher prints that reply. Without
+--certs, SDK certificates come from $AMOP_SDK_CERTS, ./nodes/sdk or ./conf.
 """
 
+import argparse
 import sys
 import time
 
@@ -13,8 +15,11 @@ import trio
 from amop_trio import AmopError, MessageKind, open_amop
 
 
-async def main(endpoint: str, topic: str) -> None:
-    async with open_amop(endpoint) as client, client.subscribe(topic) as subscription:
+async def main(endpoint: str, topic: str, certs: str | None) -> None:
+    async with (
+        open_amop(endpoint, certs=certs) as client,
+        client.subscribe(topic) as subscription,
+    ):
         print("Subscriber success", flush=True)
         async for message in subscription:
             text = message.data.decode("utf-8", "replace")
@@ -24,11 +29,16 @@ async def main(endpoint: str, topic: str) -> None:
 
 
 if __name__ == "__main__":
-    endpoint = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:20201"
-    topic = sys.argv[2] if len(sys.argv) > 2 else "hello"
+    parser = argparse.ArgumentParser(description="Print every message of a topic.")
+    parser.add_argument("endpoint", nargs="?", default="127.0.0.1:20201")
+    parser.add_argument("topic", nargs="?", default="hello")
+    parser.add_argument(
+        "--certs", metavar="DIR", help="SDK certificates (ca.crt, sdk.crt, sdk.key)"
+    )
+    args = parser.parse_args()
     try:
-        trio.run(main, endpoint, topic)
+        trio.run(main, args.endpoint, args.topic, args.certs)
     except KeyboardInterrupt:
         pass
-    except AmopError as exc:
+    except (AmopError, ValueError) as exc:
         sys.exit(f"subscriber: {exc}")
