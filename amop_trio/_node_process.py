@@ -127,6 +127,7 @@ async def start_node(
     try:
         async with trio.lowlevel.FdStream(ready_r) as pipe:
             with trio.move_on_after(timeout) as scope:
+                await trio.lowlevel.checkpoint_if_cancelled()
                 while not ready.endswith(b"\n") and len(ready) < 100:
                     chunk = await pipe.receive_some(100)
                     if not chunk:
@@ -240,6 +241,7 @@ async def stop_node(config: Path, *, grace: float = STOP_GRACE) -> str:
     SIGTERM, then SIGKILL after ``grace`` seconds. Only a process proven to
     be that node is ever signalled.
     """
+    await trio.lowlevel.checkpoint_if_cancelled()
     config = _resolved(config)
     pid = _read_pid(config)
     if pid is None:
@@ -272,7 +274,9 @@ def _signal(pid: int, pidfd: int | None, signum: int) -> None:
 
 
 async def _wait_gone(pid: int, pidfd: int | None, timeout: float) -> bool:
+    await trio.lowlevel.checkpoint_if_cancelled()
     with trio.move_on_after(timeout):
+        await trio.lowlevel.checkpoint_if_cancelled()
         if pidfd is not None:
             await trio.lowlevel.wait_readable(pidfd)
             return True

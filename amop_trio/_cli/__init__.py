@@ -70,23 +70,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("pub", "request"):
             args.data = read_data(args)
         return trio.run(COMMANDS[args.command], args)
-    except BaseException as exc:  # sorted below; the rest is re-raised
-        error = unwrap_group(exc)
-        if isinstance(error, KeyboardInterrupt):
-            return 130
-        if isinstance(error, (StdoutClosed, BrokenPipeError)):
-            silence_stdout()
-            return 0
-        if isinstance(error, (AmopError, ValueError)):
-            print(f"{prog}: error: {_one_line(str(error))}", file=sys.stderr)
-            return 1
-        if isinstance(error, OSError):
-            text = error.strerror or str(error)
-            if error.filename is not None:
-                text += f": {os.fsdecode(error.filename)}"
-            print(f"{prog}: error: {_one_line(text)}", file=sys.stderr)
-            return 1
-        raise
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
+        code = _exit_status(exc, prog)
+        if code is None:
+            raise
+        return code
+
+
+def _exit_status(exc: BaseException, prog: str) -> int | None:
+    """The exit status for what ended a command, said on stderr; None to let it propagate."""
+    error = unwrap_group(exc)
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if isinstance(error, (StdoutClosed, BrokenPipeError)):
+        silence_stdout()
+        return 0
+    if isinstance(error, (AmopError, ValueError)):
+        print(f"{prog}: error: {_one_line(str(error))}", file=sys.stderr)
+        return 1
+    if isinstance(error, OSError):
+        text = error.strerror or str(error)
+        if error.filename is not None:
+            text += f": {os.fsdecode(error.filename)}"
+        print(f"{prog}: error: {_one_line(text)}", file=sys.stderr)
+        return 1
+    return None
 
 
 def _one_line(text: str) -> str:

@@ -91,6 +91,7 @@ async def run_sub(args: argparse.Namespace) -> int:
     reply = None if args.reply is None else os.fsencode(args.reply)
 
     async def answer(message: Message) -> bytes | None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         return reply
 
     await _serve(args, out, answer)
@@ -102,6 +103,7 @@ async def run_reply(args: argparse.Namespace) -> int:
     text = None if args.text is None else os.fsencode(args.text)
 
     async def answer(message: Message) -> bytes | None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         if text is not None:
             return text
         return await run_command(args.run, message, args.command_timeout, program(args))

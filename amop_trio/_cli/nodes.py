@@ -131,6 +131,7 @@ async def _wait_for_stop(signals: AsyncIterator[int], lifeline: int | None) -> s
 
 
 async def run_chain(args: argparse.Namespace) -> int:
+    await trio.lowlevel.checkpoint_if_cancelled()
     if args.action in ("run", "create"):
         configs = prepare_chain(args)
         if args.action == "create":
@@ -294,10 +295,12 @@ async def _supervise(directory: Path, nodes: list[Started], signals: AsyncIterat
 
 async def _stop_all(nodes: list[Started], grace: float = 10.0) -> None:
     """SIGTERM every node this process started, then SIGKILL whatever still runs."""
+    await trio.lowlevel.checkpoint_if_cancelled()
     for node in nodes:
         if node.process.returncode is None:
             node.process.terminate()
     with trio.move_on_after(grace):
+        await trio.lowlevel.checkpoint_if_cancelled()
         for node in nodes:
             await node.process.wait()
     for node in nodes:
@@ -313,6 +316,7 @@ async def start_detached(args: argparse.Namespace, paths: list[Path]) -> int:
     errors: list[str] = []
 
     async def start(path: Path) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         config = load_config(path)
         pid = running_pid(path)
         if pid is not None:
@@ -354,6 +358,7 @@ def chain_status(paths: list[Path]) -> int:
 
 
 async def run_certs(args: argparse.Namespace) -> int:
+    await trio.lowlevel.checkpoint_if_cancelled()
     ids = existing_node_ids(args.dir, args.nodes)
     kept = ids is not None
     if ids is None:
@@ -368,6 +373,7 @@ async def run_certs(args: argparse.Namespace) -> int:
 
 
 async def run_keys(args: argparse.Namespace) -> int:
+    await trio.lowlevel.checkpoint_if_cancelled()
     from .._security.keys import generate_private_key, public_key_pem, save_private_key_pem
 
     private_path = args.name.with_name(args.name.name + ".pem")
