@@ -126,7 +126,6 @@ def test_every_plotted_series_gets_its_own_style() -> None:
 
 
 def test_plots_use_distinct_colours_and_keep_legends_off_the_data() -> None:
-    pytest.importorskip("matplotlib")
     run_py = _benchmark_run()
     h = run_py.h
     results = []
