@@ -267,9 +267,7 @@ class AdvertVerifier:
             for anchor in self._anchors:
                 if anchor.subject == current.issuer and _issued_by(current, anchor):
                     return min(not_after, anchor.not_valid_after_utc)
-            issuer = next(
-                (c for c in rest if c.subject == current.issuer and _is_ca(c)), None
-            )
+            issuer = next((c for c in rest if c.subject == current.issuer and _is_ca(c)), None)
             if issuer is None or not _issued_by(current, issuer):
                 raise PeerRefusedError(f"{_describe(current)} is not from this chain's CA")
             current, not_after = issuer, min(not_after, issuer.not_valid_after_utc)

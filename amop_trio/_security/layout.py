@@ -95,8 +95,11 @@ def find_node_certificates(directory: StrPath) -> NodeCertificates:
         else:
             pairs.append(None)
             if cert.exists() != key.exists():
-                half.append(f"{cert_name} without {key_name}" if cert.exists() else
-                            f"{key_name} without {cert_name}")
+                half.append(
+                    f"{cert_name} without {key_name}"
+                    if cert.exists()
+                    else f"{key_name} without {cert_name}"
+                )
     if not ca.is_file() or half or not any(pairs):
         problems = ([f"no {CA_CERT}"] if not ca.is_file() else []) + half
         if not any(pairs):

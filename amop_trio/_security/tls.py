@@ -185,9 +185,7 @@ class ServerTLS:
     secp256k1 group; ``default`` serves every other client.
     """
 
-    def __init__(
-        self, default: ssl.SSLContext, secp256k1: ssl.SSLContext | None = None
-    ) -> None:
+    def __init__(self, default: ssl.SSLContext, secp256k1: ssl.SSLContext | None = None) -> None:
         self.default = default
         self.secp256k1 = secp256k1
 
