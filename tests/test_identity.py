@@ -1,0 +1,244 @@
+"""Nodes trust certificates, not claims: attacks on real nodes over real TLS sockets.
+
+Each test runs nodes made with ``create_network_certs`` (what ``amop chain``
+uses) and an attacker that speaks the node-link protocol by hand with a
+certificate of the same chain: an SDK certificate, or the real certificate
+of a node that is not running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from amop_trio import ConnectError, open_amop, open_node
+from amop_trio._errors import ConnectionLostError
+from amop_trio._node.advert import build_parts
+from amop_trio._node.server import Node
+from amop_trio._security.layout import find_node_certificates, load_signer
+from amop_trio._security.network_certs import create_network_certs
+from amop_trio._security.tls import client_context_from_dir
+from amop_trio._transport import ws_socket
+from amop_trio._wire.fisco3 import Frame, decode_frame, encode_frame, new_seq
+from amop_trio._wire.peer import Hello, PeerType, SignedPart, StatePart
+
+from .network import serve_replies
+
+TIMEOUT = 30
+MAX_FRAME = 1 << 20
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Path:
+    """Four nodes' certificates and both SDK directories, as ``amop certs`` makes them."""
+    create_network_certs(tmp_path, 4)
+    return tmp_path
+
+
+def conf(chain: Path, i: int) -> Path:
+    return chain / f"node{i}" / "conf"
+
+
+@asynccontextmanager
+async def linked_pair(chain: Path, **kwargs: object) -> AsyncIterator[tuple[Node, Node]]:
+    """node0 and node1 (which dials node0), linked."""
+    async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0), **kwargs) as a:  # type: ignore[arg-type]
+        async with open_node(
+            p2p_listen="127.0.0.1:0",
+            peers=[a.p2p_endpoint],
+            certs=conf(chain, 1),
+            **kwargs,  # type: ignore[arg-type]
+        ) as b:
+            await wait_linked(a, b)
+            yield a, b
+
+
+async def wait_linked(a: Node, b: Node) -> None:
+    with trio.fail_after(10):
+        while b.node_id not in a.network.links.live_peers() or (
+            a.node_id not in b.network.links.live_peers()
+        ):
+            await trio.sleep(0.01)
+
+
+async def wait_counts(node: Node, topic: str, expected: dict[str, int], within: float) -> float:
+    """Seconds until ``node`` sees ``expected`` subscriber counts of ``topic``."""
+    start = trio.current_time()
+    with trio.fail_after(within):
+        while node.network.directory.subscriber_counts(topic) != expected:
+            await trio.sleep(0.005)
+    return trio.current_time() - start
+
+
+async def dial_p2p(node: Node, cert_dir: Path) -> ws_socket.FrameSocket:
+    """A TLS + WebSocket connection to ``node``'s P2P port, presenting ``cert_dir``'s pair."""
+    return await ws_socket.connect(
+        f"wss://{node.p2p_endpoint}/",
+        ssl_context=client_context_from_dir(cert_dir),
+        max_frame_size=MAX_FRAME,
+        connect_timeout=5,
+    )
+
+
+async def say_hello(sock: ws_socket.FrameSocket, node_id: str) -> bool:
+    """Send HELLO as ``node_id``; True if the node then keeps the link (sends its states)."""
+    await sock.send(encode_frame(Frame(PeerType.HELLO, new_seq(), Hello(node_id).encode())))
+    try:
+        with trio.fail_after(5):
+            while True:
+                frame = decode_frame(await sock.receive(), max_size=MAX_FRAME)
+                if frame.type != PeerType.HELLO:  # the node's states: the link is up
+                    return True
+    except ConnectionLostError:
+        return False
+
+
+def log_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event)]
+
+
+async def test_an_sdk_certificate_cannot_open_a_node_link(
+    chain: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="amop_trio.node")
+    with trio.fail_after(TIMEOUT):
+        async with linked_pair(chain) as (a, b):
+            link_before = a.network.links.by_peer[b.node_id]
+            # The attacker holds only the SDK certificate and claims to be node1.
+            accepted = False
+            try:
+                sock = await dial_p2p(a, chain / "sdk")
+                accepted = await say_hello(sock, b.node_id)
+                await sock.aclose()
+            except ConnectError:
+                pass  # refused before the WebSocket upgrade: what we want
+            assert not accepted
+            assert a.network.links.by_peer[b.node_id] is link_before
+            assert set(a.network.links.by_peer) == {b.node_id}
+            # The SDK certificate still works where it belongs: the SDK port.
+            async with open_amop(a.endpoint, certs=chain / "sdk", reconnect=False) as client:
+                assert (await client.node_status())["nodeId"] == a.node_id
+    refused = log_lines(caplog, "link_refused")
+    assert any("SDK (client) certificate" in line for line in refused), refused
+
+
+async def test_a_node_cannot_claim_another_nodes_id(
+    chain: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="amop_trio.node")
+    with trio.fail_after(TIMEOUT):
+        async with linked_pair(chain) as (a, b):
+            async with (
+                open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
+                trio.open_nursery() as nursery,
+            ):
+                await nursery.start(serve_replies, subscriber, "mine", b"node1:")
+                await wait_counts(a, "mine", {b.node_id: 1}, 5)
+                link_before = a.network.links.by_peer[b.node_id]
+                # node2's real certificate, but HELLO says node1.
+                for _ in range(5):
+                    sock = await dial_p2p(a, conf(chain, 2))
+                    assert not await say_hello(sock, b.node_id)
+                    await sock.aclose()
+                assert a.network.links.by_peer[b.node_id] is link_before
+                async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
+                    for i in range(20):
+                        reply = await publisher.publish("mine", b"%d" % i, timeout=5)
+                        assert reply == b"node1:%d" % i
+                nursery.cancel_scope.cancel()
+    refused = log_lines(caplog, "link_refused")
+    assert sum("HELLO names node" in line for line in refused) == 5, refused
+
+
+def forged_part(
+    signer_dir: Path, origin: str, version: tuple[int, int], *, tamper: bool = False
+) -> bytes:
+    """A LINK_STATE payload naming ``origin``, with no topics, signed with ``signer_dir``'s key."""
+    signer = load_signer(find_node_certificates(signer_dir).identity)
+    payload = build_parts(origin, version, neighbours=(), counts={}, signer=signer).parts[0]
+    if tamper:
+        signed = SignedPart.decode(payload)
+        part = StatePart.decode(signed.body)
+        body = StatePart(part.origin, part.epoch, part.seq + 1, 0, 1).encode()
+        payload = SignedPart(body, signed.signature, signed.chain).encode()
+    return payload
+
+
+async def test_forged_advertisements_are_dropped_and_go_no_further(
+    chain: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="amop_trio.node")
+    with trio.fail_after(TIMEOUT):
+        async with linked_pair(chain) as (a, b):
+            async with (
+                open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
+                trio.open_nursery() as nursery,
+            ):
+                await nursery.start(serve_replies, subscriber, "mine", b"node1:")
+                await wait_counts(a, "mine", {b.node_id: 1}, 5)
+                b_version = b.network.flood.version
+                # The attacker holds node2's real certificate and says so.
+                node2 = find_node_certificates(conf(chain, 2)).node_id
+                sock = await dial_p2p(a, conf(chain, 2))
+                assert await say_hello(sock, node2)
+                huge = (b_version[0] + 10**12, 0)
+                forgeries = [
+                    forged_part(conf(chain, 2), b.node_id, huge),  # node1's id, node2's key
+                    forged_part(conf(chain, 1), node2, huge, tamper=True),  # body changed after
+                    forged_part(conf(chain, 2), node2, huge, tamper=True),  # own id, bad signature
+                    build_parts(b.node_id, huge, neighbours=(), counts={}).parts[0],  # unsigned
+                ]
+                for payload in forgeries:
+                    await sock.send(encode_frame(Frame(PeerType.LINK_STATE, new_seq(), payload)))
+                with trio.fail_after(5):
+                    while a.network.flood.refused < len(forgeries):
+                        await trio.sleep(0.01)
+                await trio.sleep(0.3)  # anything passed on would have reached node1 by now
+                assert a.network.directory.subscriber_counts("mine") == {b.node_id: 1}
+                assert a.network.directory.state_of(node2) is None
+                assert b.network.flood.refused == 0  # nothing reached it
+                assert b.network.flood.version[0] == b_version[0]
+                async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
+                    for i in range(20):
+                        reply = await publisher.publish("mine", b"%d" % i, timeout=5)
+                        assert reply == b"node1:%d" % i
+                await sock.aclose()
+                nursery.cancel_scope.cancel()
+    refused = log_lines(caplog, "advert_refused")
+    assert refused
+    assert "not by its origin" in refused[0], refused
+
+
+async def test_a_node_restarted_with_its_clock_an_hour_behind_is_heard_at_once(
+    chain: Path,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0)) as a:
+            peers = [a.p2p_endpoint]
+            async with open_node(p2p_listen="127.0.0.1:0", peers=peers, certs=conf(chain, 1)) as b:
+                await wait_linked(a, b)
+                async with open_amop(b.endpoint, certs=chain / "sdk") as subscriber:
+                    async with subscriber.subscribe("before"):
+                        await wait_counts(a, "before", {b.node_id: 1}, 5)
+            # node1 is back at once, with its clock an hour behind.
+            behind = lambda: time.time() - 3600  # noqa: E731
+            async with open_node(
+                p2p_listen="127.0.0.1:0", peers=peers, certs=conf(chain, 1), clock=behind
+            ) as b:
+                async with (
+                    open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
+                    trio.open_nursery() as nursery,
+                ):
+                    await nursery.start(serve_replies, subscriber, "after", b"again:")
+                    await wait_counts(a, "after", {b.node_id: 1}, 2)
+                    async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
+                        reply = await publisher.publish("after", b"x", timeout=2)
+                    assert reply == b"again:x"
+                    assert a.network.directory.subscriber_counts("before") == {}
+                    nursery.cancel_scope.cancel()
