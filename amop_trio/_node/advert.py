@@ -46,8 +46,7 @@ _ENVELOPE_SLACK = 64
 _HEAD_SLACK = 6 * 255 + 256
 
 
-def _size(value: object) -> int:
-    return len(json.dumps(value, separators=(",", ":")))
+_quoted = json.encoder.encode_basestring_ascii  # what json.dumps does to a str, in C
 
 
 @dataclass(slots=True)
@@ -124,9 +123,12 @@ def build_parts(
     entries += [("digests", d, n) for d, n in sorted(digests.items()) if n > 0]
 
     drafts = [_Draft()]
+    draft = drafts[0]
+    quoted = _quoted
     for kind, key, count in entries:
-        cost = _size(key) + 1 + (_size(count) + 1 if kind in ("topics", "digests") else 0)
-        draft = drafts[-1]
+        cost = len(quoted(key)) + 1
+        if count:
+            cost += len(str(count)) + 1
         if draft.size + cost > budget:
             if len(drafts) == MAX_PARTS:
                 left_out += 1

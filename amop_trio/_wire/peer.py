@@ -85,7 +85,8 @@ def topic_digest(topic: str) -> str:
 
 
 def advertised_by_name(topic: str) -> bool:
-    return len(topic.encode("utf-8")) <= TOPIC_NAME_LIMIT
+    # A character is at most 4 bytes of UTF-8: most names need no encoding to tell.
+    return len(topic) * 4 <= TOPIC_NAME_LIMIT or len(topic.encode("utf-8")) <= TOPIC_NAME_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
