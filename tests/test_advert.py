@@ -170,3 +170,28 @@ async def wait_counts(node: object, topic: str, expected: dict[str, int]) -> flo
         while directory.subscriber_counts(topic) != expected:
             await trio.sleep(0.005)
     return trio.current_time() - start
+
+
+def test_the_assembler_takes_each_version_whole_and_only_newer() -> None:
+    def parts(seq: int, count: int) -> list[tuple[StatePart, bytes]]:
+        built = [StatePart("A", 1, seq, i, count, topics={f"t{seq}.{i}": 1}) for i in range(count)]
+        return [(p, p.encode()) for p in built]
+
+    assembler = Assembler()
+    v2 = parts(2, 2)
+    assert assembler.offer(*v2[0], None)[0] is Offer.PARTIAL
+    assert assembler.offer(*v2[0], None)[0] is Offer.DUPLICATE
+    # A newer version supersedes the one being built; the older's parts are then stale.
+    v3 = parts(3, 2)
+    assert assembler.offer(*v3[1], None)[0] is Offer.PARTIAL
+    assert assembler.offer(*v2[1], None)[0] is Offer.STALE
+    wrong_count = StatePart("A", 1, 3, 0, 5)
+    assert assembler.offer(wrong_count, b"", None)[0] is Offer.INVALID
+    outcome, done = assembler.offer(*v3[0], None)
+    assert outcome is Offer.COMPLETE
+    assert done is not None
+    assert done.state.topics == {"t3.0": 1, "t3.1": 1}
+    assert done.parts == (v3[0][1], v3[1][1])
+    assert assembler.building() == {}
+    # What is held already, or older, is stale.
+    assert assembler.offer(*parts(3, 1)[0], (1, 3))[0] is Offer.STALE

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -33,6 +34,12 @@ from amop_trio._security.certs import (
     create_node_cert,
     create_sdk_cert,
     node_id_from_cert,
+)
+from amop_trio._security.clienthello import (
+    SECP256K1_GROUP,
+    ReplayStream,
+    offered_groups,
+    read_client_hello,
 )
 from amop_trio._security.tls import (
     client_context,
@@ -549,3 +556,52 @@ def test_key_file_errors(tmp_path: Path) -> None:
         keys.load_public_key_hex("00" * 64)
     with pytest.raises(ValueError, match="secp256k1"):
         keys.sign_recoverable(p256, b"x")
+
+
+# -- reading a ClientHello ahead of TLS ----------------------------------------------
+
+
+def client_hello(ctx: ssl.SSLContext) -> bytes:
+    """The bytes a client with ``ctx`` opens a handshake with (no socket needed)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_side=False)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_offered_groups_tell_2x_from_3x_clients() -> None:
+    k1 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    k1.maximum_version = ssl.TLSVersion.TLSv1_2
+    k1.set_ecdh_curve("secp256k1")
+    assert offered_groups(client_hello(k1)) == {SECP256K1_GROUP}
+    default = offered_groups(client_hello(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)))
+    assert default is not None
+    assert SECP256K1_GROUP not in default
+    assert 0x001D in default  # X25519
+    assert offered_groups(b"GET / HTTP/1.1\r\n\r\n") is None
+    assert offered_groups(client_hello(k1)[:40]) is None
+
+
+async def test_a_client_hello_is_read_whole_however_it_arrives() -> None:
+    hello = client_hello(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    # The same handshake message cut into three TLS records, sent a byte at a time.
+    body = hello[5:]
+    records = b"".join(
+        hello[:3] + len(piece).to_bytes(2, "big") + piece
+        for piece in (body[:10], body[10:100], body[100:])
+    )
+    for data in (hello, records):
+        sender, receiver = trio.testing.memory_stream_pair()
+        for i in range(len(data)):
+            await sender.send_all(data[i : i + 1])
+        await sender.send_all(b"after")
+        read = await read_client_hello(receiver)
+        assert read == data  # not a byte more
+        assert offered_groups(read) == offered_groups(hello)
+        replay = ReplayStream(receiver, read)
+        assert await replay.receive_some(3) == data[:3]
+    # Not TLS at all: stops at once, keeps what it read for whoever comes next.
+    sender, receiver = trio.testing.memory_stream_pair()
+    await sender.send_all(b"GET / HTTP/1.1\r\n")
+    assert await read_client_hello(receiver) == b"GET /"

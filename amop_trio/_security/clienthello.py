@@ -23,8 +23,9 @@ __all__ = ["SECP256K1_GROUP", "ReplayStream", "offered_groups", "read_client_hel
 
 #: The secp256k1 named group (RFC 8422).
 SECP256K1_GROUP = 0x0016
-#: Most bytes read looking for a ClientHello (they are usually under 2 KiB).
-MAX_HELLO_BYTES = 64 * 1024
+#: Most bytes read looking for a ClientHello (real ones are under 4 KiB; past this
+#: the default context takes the connection and OpenSSL judges it).
+MAX_HELLO_BYTES = 16 * 1024
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
 _SUPPORTED_GROUPS = 0x000A
