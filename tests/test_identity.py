@@ -8,6 +8,7 @@ of a node that is not running.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from amop_trio import ConnectError, open_amop, open_node
 from amop_trio._errors import ConnectionLostError
@@ -99,6 +103,48 @@ async def say_hello(sock: ws_socket.FrameSocket, node_id: str) -> bool:
         return False
 
 
+async def link_opens(node: Node, cert_dir: Path, claim: str) -> bool:
+    """Whether ``node`` takes a link from ``cert_dir``'s certificate claiming to be ``claim``."""
+    try:
+        sock = await dial_p2p(node, cert_dir)
+    except ConnectError:
+        return False  # refused before the WebSocket upgrade
+    try:
+        return await say_hello(sock, claim)
+    finally:
+        await sock.aclose()
+
+
+def unmarked_certificate(chain: Path, out: Path) -> Path:
+    """A certificate of the chain's CA without extendedKeyUsage, as FISCO's own tools make them."""
+    ca_cert = x509.load_pem_x509_certificate((chain / "ca" / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((chain / "ca" / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256K1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "fisco-node")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    out.mkdir()
+    (out / "ca.crt").write_bytes((chain / "ca" / "ca.crt").read_bytes())
+    (out / "node.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "node.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return out
+
+
 def log_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event)]
 
@@ -111,14 +157,10 @@ async def test_an_sdk_certificate_cannot_open_a_node_link(
         async with linked_pair(chain) as (a, b):
             link_before = a.network.links.by_peer[b.node_id]
             # The attacker holds only the SDK certificate and claims to be node1.
-            accepted = False
-            try:
-                sock = await dial_p2p(a, chain / "sdk")
-                accepted = await say_hello(sock, b.node_id)
-                await sock.aclose()
-            except ConnectError:
-                pass  # refused before the WebSocket upgrade: what we want
-            assert not accepted
+            assert not await link_opens(a, chain / "sdk", b.node_id)
+            # Nor can a certificate of the chain without the node marker.
+            unmarked = unmarked_certificate(chain, chain / "unmarked")
+            assert not await link_opens(a, unmarked, b.node_id)
             assert a.network.links.by_peer[b.node_id] is link_before
             assert set(a.network.links.by_peer) == {b.node_id}
             # The SDK certificate still works where it belongs: the SDK port.
@@ -126,6 +168,7 @@ async def test_an_sdk_certificate_cannot_open_a_node_link(
                 assert (await client.node_status())["nodeId"] == a.node_id
     refused = log_lines(caplog, "link_refused")
     assert any("SDK (client) certificate" in line for line in refused), refused
+    assert any("not marked as a node certificate" in line for line in refused), refused
 
 
 async def test_a_node_cannot_claim_another_nodes_id(

@@ -252,6 +252,17 @@ class Assembler:
         state = _merge([p for p, _ in ordered])
         return Offer.COMPLETE, BuiltAdvert(state, tuple(payload for _, payload in ordered))
 
+    def is_news(self, part: StatePart, held: tuple[int, int] | None) -> bool:
+        """Whether ``offer`` could take ``part``: a cheap test before checking its signature."""
+        if held is not None and part.version <= held:
+            return False
+        building = self._building.get(part.origin)
+        return (
+            building is None
+            or part.version > building.version
+            or (part.version == building.version and part.index not in building.parts)
+        )
+
     def forget(self, origins: Iterable[str]) -> None:
         """Drop what was being built for ``origins`` (unreachable, or superseded)."""
         for origin in origins:

@@ -177,6 +177,9 @@ class Flood:
             raise WireError(f"link state part of {len(frame.payload)} bytes is too large")
         signed = SignedPart.decode(frame.payload)
         part = StatePart.decode(signed.body)
+        held = self.directory.version_of(part.origin)
+        if part.origin != self.node_id and not self._assembler.is_news(part, held):
+            return  # a copy through another neighbour, or old: nothing to check or pass on
         if self.verifier is not None:
             why = self.verifier.check(part.origin, signed.body, signed.signature, signed.chain)
             if why:
@@ -185,9 +188,7 @@ class Flood:
         if part.origin == self.node_id:
             self._heard_self(part)
             return
-        outcome, built = self._assembler.offer(
-            part, frame.payload, self.directory.version_of(part.origin)
-        )
+        outcome, built = self._assembler.offer(part, frame.payload, held)
         if outcome is Offer.INVALID:
             self._refuse(link, part, "disagrees with the other parts of its version")
             return
