@@ -76,7 +76,8 @@ async def main(args: argparse.Namespace) -> None:
         async def worker() -> None:
             nonlocal done, refused
             for i in tickets:
-                refused += await refused_handshake(port, foreign[i % 2])
+                was_refused = await refused_handshake(port, foreign[i % 2])
+                refused += was_refused
                 done += 1
                 if done % step == 0:
                     rss = rss_mib(process.pid)
