@@ -30,6 +30,7 @@ agrees, and summaries at most once per interval per link while it does not.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import NoReturn
@@ -59,6 +60,9 @@ SYNC_INTERVAL = 0.5
 SUMMARY_VERSIONS = 96
 #: Most summary frames one summary may have.
 MAX_SUMMARY_PARTS = 256
+#: Seconds between two raises of this node's version within which the second is a
+#: conflict (another live node with this node's key) and waits.
+RAISE_INTERVAL = 1.0
 #: Seconds between two log lines about refused parts from one neighbour.
 REFUSAL_LOG_INTERVAL = 1.0
 
@@ -97,6 +101,8 @@ class Flood:
         self._advertise = trio.Event()
         self._assembler = Assembler()
         self._stale_builds: set[str] = set()
+        self._last_raise = -math.inf
+        self._advertise_not_before = -math.inf
         #: peer id -> (parts expected, parts received) of the summary coming in.
         self._summaries: dict[str, tuple[int, dict[int, Summary]]] = {}
         self._summary_sent: dict[str, float] = {}
@@ -155,6 +161,7 @@ class Flood:
             await self._advertise.wait()
             # Large states go out less often: at most one part per ADVERTISE_DELAY.
             await trio.sleep(ADVERTISE_DELAY * len(self.directory.parts_of(self.node_id)))
+            await trio.sleep_until(self._advertise_not_before)
             self._advertise = trio.Event()
             self._publish()
             self._routes_changed()
@@ -198,17 +205,28 @@ class Flood:
             self._routes_changed()
 
     def _heard_self(self, part: StatePart) -> None:
-        """Our own id with a version at or above ours: a former self; go above it."""
-        if part.version > self.version:
-            log_event(
-                logger,
-                logging.INFO,
-                "advert_version_raised",
-                heard=f"{part.epoch}.{part.seq}",
-                was=f"{self._epoch}.{self._seq}",
-            )
-            self._epoch, self._seq = part.version
-            self.advertise_soon()
+        """Our own id with a version above ours: a former self; go above it.
+
+        Two live nodes with one key would outbid each other for ever: after
+        the first raise, raises wait ``RAISE_INTERVAL`` and are logged as a
+        conflict, so that costs one advertisement a second, not a storm.
+        """
+        if part.version <= self.version:
+            return
+        now = trio.current_time()
+        conflict = now - self._last_raise < RAISE_INTERVAL
+        log_event(
+            logger,
+            logging.WARNING if conflict else logging.INFO,
+            "advert_version_conflict" if conflict else "advert_version_raised",
+            heard=f"{part.epoch}.{part.seq}",
+            was=f"{self._epoch}.{self._seq}",
+        )
+        self._epoch, self._seq = part.version
+        self._last_raise = now
+        if conflict:
+            self._advertise_not_before = now + RAISE_INTERVAL
+        self.advertise_soon()
 
     def _refuse(self, link: PeerLink, part: StatePart, why: str) -> None:
         self.refused += 1
