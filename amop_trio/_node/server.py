@@ -429,6 +429,7 @@ async def open_node(
     server_tls = p2p_tls = client_tls = None
     signer = verifier = None
     if certs is not None:
+        from .._security.certs import CertificateError
         from .._security.layout import load_anchors, load_signer
         from .._security.tls import node_tls
 
@@ -437,9 +438,10 @@ async def open_node(
         signer = load_signer(contexts.certificates.identity)
         verifier = AdvertVerifier(load_anchors(contexts.certificates.ca))
         if node_id is not None and node_id != signer.node_id:
-            raise ValueError(
+            raise CertificateError(
                 f"node id {node_id[:16]}… is not the id of {contexts.certificates.identity.cert} "
-                f"({signer.node_id[:16]}…): with certificates, leave the node id out"
+                f"({signer.node_id[:16]}…): with certificates, leave the node id out",
+                path=contexts.certificates.identity.cert,
             )
         node_id = signer.node_id
     p2p_host, p2p_port = parse_listen(p2p_listen) if p2p_listen else (None, None)
