@@ -38,11 +38,12 @@ TIMEOUT = 30
 MAX_FRAME = 1 << 20
 
 
-@pytest.fixture
-def chain(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four nodes' certificates and both SDK directories, as ``amop certs`` makes them."""
-    create_network_certs(tmp_path, 4)
-    return tmp_path
+    root = tmp_path_factory.mktemp("network")
+    create_network_certs(root, 4)
+    return root
 
 
 def conf(chain: Path, i: int) -> Path:
@@ -150,7 +151,7 @@ def log_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
 
 
 async def test_an_sdk_certificate_cannot_open_a_node_link(
-    chain: Path, caplog: pytest.LogCaptureFixture
+    chain: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="amop_trio.node")
     with trio.fail_after(TIMEOUT):
@@ -159,7 +160,7 @@ async def test_an_sdk_certificate_cannot_open_a_node_link(
             # The attacker holds only the SDK certificate and claims to be node1.
             assert not await link_opens(a, chain / "sdk", b.node_id)
             # Nor can a certificate of the chain without the node marker.
-            unmarked = unmarked_certificate(chain, chain / "unmarked")
+            unmarked = unmarked_certificate(chain, tmp_path / "unmarked")
             assert not await link_opens(a, unmarked, b.node_id)
             assert a.network.links.by_peer[b.node_id] is link_before
             assert set(a.network.links.by_peer) == {b.node_id}
