@@ -1,4 +1,5 @@
-"""Nodes trust certificates, not claims: attacks on real nodes over real TLS sockets.
+"""Nodes trust certificates, not claims: attacks on real nodes over real TLS sockets,
+then the pieces (roles, ids, advertisement signatures, ClientHello reading) alone.
 
 Each test runs nodes made with ``create_network_certs`` (what ``amop chain``
 uses) and an attacker that speaks the node-link protocol by hand with a
@@ -9,7 +10,9 @@ of a node that is not running.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,14 +20,31 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from amop_trio import ConnectError, open_amop, open_node
 from amop_trio._errors import ConnectionLostError
 from amop_trio._node.advert import build_parts
 from amop_trio._node.server import Node
+from amop_trio._security.certs import create_chain_ca, create_node_cert, node_id_from_cert
+from amop_trio._security.clienthello import (
+    SECP256K1_GROUP,
+    ReplayStream,
+    offered_groups,
+    read_client_hello,
+)
+from amop_trio._security.identity import (
+    AdvertVerifier,
+    NodeSigner,
+    PeerRefusedError,
+    certificate_role,
+    node_id_of_certificate,
+    require_node_certificate,
+)
 from amop_trio._security.layout import find_node_certificates, load_signer
 from amop_trio._security.network_certs import create_network_certs
 from amop_trio._security.tls import client_context_from_dir
@@ -286,3 +306,139 @@ async def test_a_node_restarted_with_its_clock_an_hour_behind_is_heard_at_once(
                     assert reply == b"again:x"
                     assert a.network.directory.subscriber_counts("before") == {}
                     nursery.cancel_scope.cancel()
+
+
+# -- reading a ClientHello ahead of TLS ----------------------------------------------
+
+
+def client_hello(ctx: ssl.SSLContext) -> bytes:
+    """The bytes a client with ``ctx`` opens a handshake with (no socket needed)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_side=False)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_offered_groups_tell_2x_from_3x_clients() -> None:
+    k1 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    k1.maximum_version = ssl.TLSVersion.TLSv1_2
+    k1.set_ecdh_curve("secp256k1")
+    assert offered_groups(client_hello(k1)) == {SECP256K1_GROUP}
+    default = offered_groups(client_hello(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)))
+    assert default is not None
+    assert SECP256K1_GROUP not in default
+    assert 0x001D in default  # X25519
+    assert offered_groups(b"GET / HTTP/1.1\r\n\r\n") is None
+    assert offered_groups(client_hello(k1)[:40]) is None
+
+
+async def test_a_client_hello_is_read_whole_however_it_arrives() -> None:
+    hello = client_hello(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    # The same handshake message cut into three TLS records, sent a byte at a time.
+    body = hello[5:]
+    records = b"".join(
+        hello[:3] + len(piece).to_bytes(2, "big") + piece
+        for piece in (body[:10], body[10:100], body[100:])
+    )
+    for data in (hello, records):
+        sender, receiver = trio.testing.memory_stream_pair()
+        for i in range(len(data)):
+            await sender.send_all(data[i : i + 1])
+        await sender.send_all(b"after")
+        read = await read_client_hello(receiver)
+        assert read == data  # not a byte more
+        assert offered_groups(read) == offered_groups(hello)
+        replay = ReplayStream(receiver, read)
+        assert await replay.receive_some(3) == data[:3]
+    # Not TLS at all: stops at once, keeps what it read for whoever comes next.
+    sender, receiver = trio.testing.memory_stream_pair()
+    await sender.send_all(b"GET / HTTP/1.1\r\n")
+    assert await read_client_hello(receiver) == b"GET /"
+
+
+# -- node identity and signed advertisements -------------------------------------------
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    usages: list[x509.ObjectIdentifier] | None = None,
+    days: int = 1,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=2))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def test_advertisements_verify_through_an_agency_and_nothing_else() -> None:
+    """FISCO 2.x issues node certificates through an agency: chain CA -> agency -> node."""
+    k = [ec.generate_private_key(ec.SECP256K1()) for _ in range(5)]
+    root = _cert("chain", k[0], None, k[0], ca=True)
+    agency = _cert("agency", k[1], root, k[0], ca=True)
+    server = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    node = _cert("node", k[2], agency, k[1], ca=False, usages=server)
+    sdk = _cert("sdk", k[3], agency, k[1], ca=False, usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    expired = _cert("old", k[4], agency, k[1], ca=False, usages=server, days=-1)
+    der = [c.public_bytes(serialization.Encoding.DER) for c in (node, agency, sdk, expired)]
+    node_id = node_id_of_certificate(node)
+    verifier = AdvertVerifier([root])
+    signer = NodeSigner(k[2], (der[0], der[1]))
+    assert signer.node_id == node_id
+    body = b'{"origin":"x"}'
+    signature = signer.sign(body)
+    assert verifier.check(node_id, body, signature, signer.chain) == ""
+    assert verifier.check(node_id, body, signature, signer.chain) == ""  # cached
+    assert "not by its origin" in verifier.check("someone", body, signature, signer.chain)
+    assert verifier.check(node_id, body + b" ", signature, signer.chain) == "bad signature"
+    assert verifier.check(node_id, body, b"", signer.chain) == "unsigned"
+    assert "not from this chain" in verifier.check(node_id, body, signature, (der[0],))
+    assert "not a node" in verifier.check(
+        node_id_of_certificate(sdk),
+        body,
+        NodeSigner(k[3], (der[2], der[1])).sign(body),
+        (der[2], der[1]),
+    )
+    assert "not valid now" in verifier.check(
+        node_id_of_certificate(expired),
+        body,
+        NodeSigner(k[4], (der[3], der[1])).sign(body),
+        (der[3], der[1]),
+    )
+    stranger = AdvertVerifier([_cert("other", k[4], None, k[4], ca=True)])
+    assert "not from this chain" in stranger.check(node_id, body, signature, signer.chain)
+    # Roles and ids as the P2P port sees them.
+    assert certificate_role(node) == "node"
+    assert certificate_role(sdk) == "sdk"
+    assert certificate_role(root) == "unmarked"
+    assert require_node_certificate(der[0]) == node_id
+    with pytest.raises(PeerRefusedError, match="SDK"):
+        require_node_certificate(der[2])
+    with pytest.raises(PeerRefusedError, match="no certificate"):
+        require_node_certificate(None)
+
+
+def test_rsa_node_ids_are_the_digest_of_the_key(tmp_path: Path) -> None:
+    create_chain_ca(tmp_path / "ca", curve="rsa")
+    files = create_node_cert(tmp_path / "ca", tmp_path / "node", files=("ssl.crt", "ssl.key"))
+    key = x509.load_pem_x509_certificate(files.cert.read_bytes()).public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert node_id_from_cert(files.cert) == hashlib.sha256(spki).hexdigest()
