@@ -29,9 +29,6 @@ from pathlib import Path
 import trio
 
 from ._errors import AmopError
-from ._security.network_certs import create_network_certs
-
-__all__ = ["create_network_certs"]
 
 TOPOLOGIES = ("mesh", "line", "ring", "star")
 CONFIG_FILE = "config.toml"
@@ -103,6 +100,14 @@ def load_config(path: Path) -> NodeConfig:
             f"{path}: missing or malformed setting {exc}; expected [node] id, [sdk] listen, "
             "[p2p] listen and peers"
         ) from None
+
+
+def create_network_certs(directory: Path, count: int, *, curve: str = "secp256k1") -> list[str]:
+    """Certificates for ``count`` nodes and both generations of SDK, reusing what
+    ``directory`` holds; the node ids (see ``_security.network_certs``)."""
+    from ._security.network_certs import create_network_certs as create
+
+    return create(directory, count, curve=curve)
 
 
 def existing_node_ids(directory: Path, count: int) -> list[str] | None:

@@ -25,8 +25,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from .._security.identity import NodeSigner
 from .._wire.peer import (
     MAX_PENDING_NAME,
     LinkState,
@@ -35,6 +35,9 @@ from .._wire.peer import (
     advertised_by_name,
     topic_digest,
 )
+
+if TYPE_CHECKING:
+    from .._security.identity import NodeSigner
 
 #: Largest LINK_STATE payload (signed envelope) a node sends: far below any frame limit.
 MAX_PART_BYTES = 32 * 1024

@@ -33,13 +33,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
 from .._errors import WireError
 from .._log import log_event
-from .._security.identity import AdvertVerifier, NodeSigner
 from .._wire.fisco3 import Frame, encode_frame, new_seq
 from .._wire.peer import PeerType, SignedPart, StatePart, Summary, Sync
 from .advert import MAX_PART_BYTES, Assembler, BuiltAdvert, Offer, build_parts
@@ -47,6 +46,9 @@ from .directory import Directory
 from .hub import LocalHub
 from .links import Links, PeerLink
 from .private import PrivateTopics
+
+if TYPE_CHECKING:
+    from .._security.identity import AdvertVerifier, NodeSigner
 
 logger = logging.getLogger("amop_trio.node")
 

@@ -28,9 +28,8 @@ from typing import Any, Protocol
 import trio
 
 from .._backoff import backoff_delay
-from .._errors import AmopError, WireError
+from .._errors import AmopError, PeerRefusedError, WireError
 from .._log import log_event
-from .._security.identity import PeerRefusedError, require_node_certificate
 from .._transport import ws_socket
 from .._transport.connection import FrameConnection
 from .._transport.fd_stream import open_stream
@@ -56,6 +55,8 @@ def identify_peer(stream: trio.abc.Stream) -> str:
     Raises ``PeerRefusedError`` (saying why) unless the peer presented a node
     certificate; see the module docstring.
     """
+    from .._security.identity import require_node_certificate
+
     if not isinstance(stream, trio.SSLStream):
         raise PeerRefusedError("node links on this network need TLS")
     return require_node_certificate(stream.getpeercert(binary_form=True))

@@ -21,12 +21,12 @@ import random
 import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._log import log_event
 from .._requests import Deadlines
-from .._security.identity import AdvertVerifier, NodeSigner
 from .._transport import ws_socket
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import Frame, decode_frame
@@ -41,6 +41,9 @@ from .multicast import Multicasts
 from .private import PrivateTopics, Verifier
 from .remote import RemoteUnicasts
 from .unicast import Requester, RoutedUnicast
+
+if TYPE_CHECKING:
+    from .._security.identity import AdvertVerifier, NodeSigner
 
 logger = logging.getLogger("amop_trio.node")
 

@@ -29,15 +29,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import ConnectionLostError, WireError
+from .._errors import ConnectionLostError, PeerRefusedError, WireError
 from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
-from .._security.identity import AdvertVerifier, NodeSigner, PeerRefusedError
-from .._security.tls import ServerTLS
+from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
 from .._transport.sniff import Protocol, sniff
 from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
@@ -49,6 +48,9 @@ from .network import Network
 from .session import Session
 from .topic_table import TopicTable
 from .ws_service import SdkService
+
+if TYPE_CHECKING:
+    from .._security.identity import AdvertVerifier, NodeSigner
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -430,6 +432,7 @@ async def open_node(
     signer = verifier = None
     if certs is not None:
         from .._security.certs import CertificateError
+        from .._security.identity import AdvertVerifier
         from .._security.layout import load_anchors, load_signer
         from .._security.tls import node_tls
 

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .._errors import AmopError
+from .._errors import PeerRefusedError
 
 __all__ = [
     "AdvertVerifier",
@@ -68,10 +68,6 @@ ADVERT_SIGNING_CONTEXT = b"amop-trio link state v2\x00"
 MAX_CHAIN_LENGTH = 4
 #: Verified chains remembered (by digest) before the cache starts over.
 CHAIN_CACHE_SIZE = 1024
-
-
-class PeerRefusedError(AmopError):
-    """A peer's certificate or claims do not make it a node of this chain; says why."""
 
 
 # -- roles and ids ----------------------------------------------------------------
