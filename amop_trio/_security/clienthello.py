@@ -103,6 +103,7 @@ async def read_client_hello(stream: trio.abc.Stream) -> bytes:
 
     Returns every byte read (to be replayed); at most ``MAX_HELLO_BYTES``.
     """
+    await trio.lowlevel.checkpoint_if_cancelled()
     data = bytearray()
     while len(data) < MAX_HELLO_BYTES:
         need = _needed(data)
