@@ -2,15 +2,17 @@
 
 Like FISCO's build_chain for a local chain. ``amop chain`` writes:
 
-    DIR/ca/ca.crt, ca.key            the chain CA (kept when DIR is reused)
-    DIR/nodeN/conf/ca.crt, node.crt, node.key
+    DIR/ca/, DIR/ca3/                the chain CA and the 3.x side's RSA CA (kept)
+    DIR/nodeN/conf/ca.crt, node.crt, node.key, ssl.crt, ssl.key
     DIR/nodeN/config.toml            SDK port from 20200, P2P port from 30300, peers
-    DIR/sdk/ca.crt, sdk.crt, sdk.key what clients present
+    DIR/sdk/ca.crt, sdk.crt, sdk.key what 2.x clients present
+    DIR/sdk3/                        the same for 3.x SDKs (RSA)
 
-Node ids are the hex public keys of the node certificates. A directory is
-never silently re-minted: configurations that exist are reused as they are,
-and a request for a different chain in the same directory is refused
-(``ConfigError``). Running the nodes is ``_node_process``'s business.
+(certificates: ``_security.network_certs``). Node ids are derived from the
+node certificates. A directory is never silently re-minted: configurations
+that exist are reused as they are, and a request for a different chain in
+the same directory is refused (``ConfigError``). Running the nodes is
+``_node_process``'s business.
 """
 
 from __future__ import annotations
@@ -101,39 +103,20 @@ def load_config(path: Path) -> NodeConfig:
 
 
 def create_network_certs(directory: Path, count: int, *, curve: str = "secp256k1") -> list[str]:
-    """Chain CA, node and SDK certificates for ``count`` nodes; returns the node ids.
+    """Certificates for ``count`` nodes and both generations of SDK, reusing what
+    ``directory`` holds; the node ids (see ``_security.network_certs``)."""
+    from ._security.network_certs import create_network_certs as create
 
-    An existing chain CA in ``directory/ca`` is kept, so clients holding its
-    SDK certificate keep working when the network is created again.
-    """
-    from ._security.certs import (
-        create_chain_ca,
-        create_node_cert,
-        create_sdk_cert,
-        node_id_from_cert,
-    )
-
-    ca_dir = directory / "ca"
-    if not (ca_dir / "ca.crt").is_file():
-        create_chain_ca(ca_dir, curve=curve)
-    ids = []
-    for i in range(count):
-        conf = directory / f"node{i}" / "conf"
-        create_node_cert(ca_dir, conf, f"node{i}", overwrite=True)
-        ids.append(node_id_from_cert(conf / "node.crt"))
-    create_sdk_cert(ca_dir, directory / "sdk", overwrite=True)
-    return ids
+    return create(directory, count, curve=curve)
 
 
 def existing_node_ids(directory: Path, count: int) -> list[str] | None:
     """The node ids of ``directory``'s certificates, if every file a chain needs is there."""
-    files = [
-        directory / "ca" / "ca.crt",
-        directory / "sdk" / "sdk.crt",
-        directory / "sdk" / "sdk.key",
-    ]
+    files = [directory / "ca" / "ca.crt", directory / "ca3" / "ca.crt"]
+    files += [directory / sdk / n for sdk in ("sdk", "sdk3") for n in ("sdk.crt", "sdk.key")]
+    node_files = ("ca.crt", "node.crt", "node.key", "ssl.crt", "ssl.key")
     for i in range(count):
-        files += [directory / f"node{i}" / "conf" / n for n in ("ca.crt", "node.crt", "node.key")]
+        files += [directory / f"node{i}" / "conf" / n for n in node_files]
     if not all(f.is_file() for f in files):
         return None
     from ._security.certs import node_id_from_cert

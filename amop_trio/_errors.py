@@ -32,6 +32,10 @@ class EncodeError(AmopError, ValueError):
     """The caller asked to encode something the wire cannot carry."""
 
 
+class PeerRefusedError(AmopError):
+    """A peer's certificate or claims do not make it a node of this chain; says why."""
+
+
 class ConnectError(AmopError):
     """No connection to the node could be opened, or its handshake failed."""
 

@@ -1,20 +1,22 @@
 """The network's topic directory and routes, from link-state advertisements.
 
 Every node floods a ``LinkState`` naming its live links and its clients'
-topics (with subscriber counts). Each node keeps the newest advertisement of
-every origin and derives, with a breadth-first search over links that both
-ends confirm, which nodes are reachable and the first hop of the shortest
-path to each. A node that dies drops out as soon as one neighbour stops
-listing it; advertisements of unreachable nodes are forgotten on the next
-sweep. Pure: no I/O, no clock.
+topics (with subscriber counts), in signed parts (``advert``). Each node
+keeps the newest complete advertisement of every origin, with the parts it
+came in (to hand on as they are: only the origin can sign them), and
+derives, with a breadth-first search over links that both ends confirm,
+which nodes are reachable and the first hop of the shortest path to each.
+A node that dies drops out as soon as one neighbour stops listing it;
+advertisements of unreachable nodes are forgotten on the next sweep. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Iterable
 
-from .._wire.peer import LinkState
+from .._wire.peer import LinkState, advertised_by_name, topic_digest
 
 
 class Directory:
@@ -23,6 +25,8 @@ class Directory:
     def __init__(self, self_id: str) -> None:
         self.self_id = self_id
         self._states: dict[str, LinkState] = {}
+        self._parts: dict[str, tuple[bytes, ...]] = {}
+        self._digest: str | None = None
         self._next_hop: dict[str, str] = {}
         self._distance: dict[str, int] = {self_id: 0}
 
@@ -36,14 +40,38 @@ class Directory:
     def state_of(self, node_id: str) -> LinkState | None:
         return self._states.get(node_id)
 
-    def update(self, state: LinkState) -> bool:
+    def parts_of(self, node_id: str) -> tuple[bytes, ...]:
+        """The signed parts the held advertisement of ``node_id`` came in."""
+        return self._parts.get(node_id, ())
+
+    def version_of(self, node_id: str) -> tuple[int, int] | None:
+        state = self._states.get(node_id)
+        return state.version if state is not None else None
+
+    def update(self, state: LinkState, parts: tuple[bytes, ...] = ()) -> bool:
         """Store ``state`` if it is newer than what is held; True if it was."""
         held = self._states.get(state.origin)
         if held is not None and held.version >= state.version:
             return False
         self._states[state.origin] = state
+        self._parts[state.origin] = parts
         self._recompute()
         return True
+
+    def versions(self) -> list[tuple[str, int, int]]:
+        """(origin, epoch, seq) of every reachable node's advertisement, sorted."""
+        return sorted(
+            (node, state.epoch, state.seq)
+            for node in self._distance
+            if (state := self._states.get(node)) is not None
+        )
+
+    def digest(self) -> str:
+        """A digest of ``versions()``: equal on two nodes that hold the same states."""
+        if self._digest is None:
+            text = "\n".join(f"{o} {e} {s}" for o, e, s in self.versions())
+            self._digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return self._digest
 
     def reachable(self) -> list[str]:
         """Nodes reachable from this one, itself included, nearest first."""
@@ -58,13 +86,18 @@ class Directory:
 
     def subscriber_counts(self, topic: str) -> dict[str, int]:
         """Subscribers of ``topic`` on each reachable node other than this one."""
+        by_name = advertised_by_name(topic)
+        key = topic if by_name else topic_digest(topic)
         counts = {}
         for node_id in self._distance:
             if node_id == self.self_id:
                 continue
             state = self._states.get(node_id)
-            if state is not None and state.topics.get(topic, 0) > 0:
-                counts[node_id] = state.topics[topic]
+            if state is None:
+                continue
+            count = (state.topics if by_name else state.digests).get(key, 0)
+            if count > 0:
+                counts[node_id] = count
         return counts
 
     def split_by_next_hop(self, targets: Iterable[str]) -> dict[str, list[str]]:
@@ -100,6 +133,7 @@ class Directory:
                 queue.append(neighbour)
         self._distance = distance
         self._next_hop = next_hop
+        self._digest = None
 
     def forget_unreachable(self) -> list[str]:
         """Drop advertisements of nodes that cannot be reached; returns their ids.
@@ -110,4 +144,5 @@ class Directory:
         gone = [origin for origin in self._states if origin not in self._distance]
         for origin in gone:
             del self._states[origin]
+            self._parts.pop(origin, None)
         return gone

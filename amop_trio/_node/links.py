@@ -6,6 +6,15 @@ their node id; when two nodes dialled each other, the link dialled by the
 smaller id survives. A configured peer address is dialled for ever, with
 backoff, while no link to that peer is up. What a link carries is the
 ``LinkOwner``'s business (the ``Network``).
+
+On a TLS network a peer's id is not what its HELLO says but what its
+certificate says: right after the TLS handshake, on both the accepting and
+the dialling side, the peer's certificate must be a node certificate
+(``require_node_certificate``: serverAuth present; SDK certificates are
+refused, and logged), and the node id is derived from its key. A HELLO
+naming another id is refused. So a link can only be registered under the id
+of the key that opened it, and nobody can take over another node's link.
+On a plain network, HELLO is all there is.
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ from typing import Any, Protocol
 import trio
 
 from .._backoff import backoff_delay
-from .._errors import AmopError, WireError
+from .._errors import AmopError, PeerRefusedError, WireError
 from .._log import log_event
 from .._transport import ws_socket
 from .._transport.connection import FrameConnection
+from .._transport.fd_stream import open_stream
 from .._wire.fisco3 import Frame, decode_frame, encode_frame, new_seq
 from .._wire.peer import Hello, PeerType
 
@@ -35,6 +45,21 @@ LINK_PING_TIMEOUT = 1.0
 LINK_OUTBOX_SIZE = 8192
 #: Seconds a new link has to exchange HELLO.
 HELLO_TIMEOUT = 5.0
+#: Seconds a dial (TCP, TLS and WebSocket upgrade) may take.
+DIAL_TIMEOUT = 2.0
+
+
+def identify_peer(stream: trio.abc.Stream) -> str:
+    """The node id of the peer on a TLS stream whose handshake is done.
+
+    Raises ``PeerRefusedError`` (saying why) unless the peer presented a node
+    certificate; see the module docstring.
+    """
+    from .._security.identity import require_node_certificate
+
+    if not isinstance(stream, trio.SSLStream):
+        raise PeerRefusedError("node links on this network need TLS")
+    return require_node_certificate(stream.getpeercert(binary_form=True))
 
 
 class PeerLink(FrameConnection):
@@ -78,6 +103,9 @@ class LinkOwner(Protocol):
     def links_changed(self) -> None:
         """A link came or went."""
 
+    def link_down(self, link: PeerLink) -> None:
+        """A registered link ended: forget what was kept about it."""
+
     async def read_link(self, link: PeerLink) -> None:
         """Read and handle the link's frames until it ends."""
 
@@ -111,11 +139,13 @@ class Links:
         """Peers with a live link, sorted."""
         return tuple(sorted(p for p, link in self.by_peer.items() if not link.closed))
 
-    def send_all_nowait(self, data: bytes, *, source: str | None = None) -> None:
-        """Queue ``data`` on every link but ``source``'s; full outboxes skip it."""
+    def send_all_nowait(self, data: bytes, *, source: str | None = None) -> int:
+        """Queue ``data`` on every link but ``source``'s; returns how many (full) refused it."""
+        refused = 0
         for peer_id, link in self.by_peer.items():
-            if peer_id != source:
-                link.send_nowait(data)
+            if peer_id != source and not link.send_nowait(data):
+                refused += 1
+        return refused
 
     def close_all(self) -> None:
         for link in list(self.by_peer.values()):
@@ -123,16 +153,38 @@ class Links:
 
     # -- accepting and dialling ------------------------------------------------
 
-    async def accept(self, sock: ws_socket.FrameSocket) -> None:
-        """Serve a link a neighbour opened to this node."""
-        link = await self._exchange_hello(sock, outbound=False)
+    async def accept(self, sock: ws_socket.FrameSocket, certified: str | None = None) -> None:
+        """Serve a link a neighbour opened to this node.
+
+        ``certified`` is the node id of the certificate the neighbour presented
+        (``identify_peer``); None on a plain network.
+        """
+        if self.ssl_context is not None and certified is None:
+            log_event(logger, logging.WARNING, "link_refused", remote=sock.remote, reason="no TLS")
+            await sock.aclose(1008, "node links need TLS")
+            return
+        link = await self._exchange_hello(sock, outbound=False, certified=certified)
         if link is not None:
             await self._serve(link)
+
+    async def _open(self, address: str) -> tuple[ws_socket.FrameSocket, str | None]:
+        """Connect to ``address``; the socket and the node id of its certificate (if TLS)."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        url = f"{scheme}://{address}/"
+        host, _, port = address.rpartition(":")
+        remote = address
+        async with open_stream(
+            url, host.strip("[]"), int(port), ssl_context=self.ssl_context, timeout=DIAL_TIMEOUT
+        ) as stream:
+            certified = identify_peer(stream) if self.ssl_context is not None else None
+            sock = await ws_socket.client_handshake(
+                stream, address, "/", max_frame_size=self.max_frame_size, remote=remote
+            )
+        return sock, certified
 
     async def dial(self, address: str) -> None:
         """Keep a link to the peer at ``address`` up, for ever."""
         dialer = self.dialers[address]
-        scheme = "wss" if self.ssl_context is not None else "ws"
         while True:
             existing = self.by_peer.get(dialer.peer_id or "")
             if existing is not None and not existing.closed:
@@ -140,13 +192,15 @@ class Links:
                 await self._changed.wait()
                 continue
             try:
-                sock = await ws_socket.connect(
-                    f"{scheme}://{address}/",
-                    ssl_context=self.ssl_context,
-                    max_frame_size=self.max_frame_size,
-                    connect_timeout=2.0,
-                )
-                link = await self._exchange_hello(sock, outbound=True)
+                try:
+                    sock, certified = await self._open(address)
+                except PeerRefusedError as exc:
+                    if dialer.error != str(exc):
+                        log_event(
+                            logger, logging.WARNING, "link_refused", remote=address, reason=exc
+                        )
+                    raise
+                link = await self._exchange_hello(sock, outbound=True, certified=certified)
                 if link is not None:
                     dialer.peer_id = link.peer_id
                     if link.peer_id == self._owner.node_id:
@@ -162,7 +216,7 @@ class Links:
             await trio.sleep(backoff_delay(dialer.attempts, base=0.05, cap=2.0))
 
     async def _exchange_hello(
-        self, sock: ws_socket.FrameSocket, *, outbound: bool
+        self, sock: ws_socket.FrameSocket, *, outbound: bool, certified: str | None
     ) -> PeerLink | None:
         owner = self._owner
         hello = Hello(owner.node_id, owner.endpoints)
@@ -176,6 +230,17 @@ class Links:
         except (trio.TooSlowError, AmopError) as exc:
             log_event(logger, logging.WARNING, "link_refused", remote=sock.remote, error=repr(exc))
             await sock.aclose(1002, "bad hello")
+            return None
+        if certified is not None and theirs.node_id != certified:
+            log_event(
+                logger,
+                logging.WARNING,
+                "link_refused",
+                remote=sock.remote,
+                reason=f"HELLO names node {theirs.node_id[:16]}… but the certificate is "
+                f"node {certified[:16]}…",
+            )
+            await sock.aclose(1008, "node id does not match the certificate")
             return None
         if theirs.node_id == owner.node_id and not outbound:
             await sock.aclose(1000, "connected to itself")
@@ -217,6 +282,7 @@ class Links:
     def _unregister(self, link: PeerLink) -> None:
         if self.by_peer.get(link.peer_id) is link:
             del self.by_peer[link.peer_id]
+            self._owner.link_down(link)
             self._on_changed()
 
     def _on_changed(self) -> None:

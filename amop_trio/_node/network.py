@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -38,6 +41,9 @@ from .multicast import Multicasts
 from .private import PrivateTopics, Verifier
 from .remote import RemoteUnicasts
 from .unicast import Requester, RoutedUnicast
+
+if TYPE_CHECKING:
+    from .._security.identity import AdvertVerifier, NodeSigner
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -59,6 +65,9 @@ class Network:
         link_ping_interval: float = LINK_PING_INTERVAL,
         link_ping_timeout: float = LINK_PING_TIMEOUT,
         busy_poll: float = 0.0,
+        signer: NodeSigner | None = None,
+        verifier: AdvertVerifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.node_id = node_id
         self.hub = hub
@@ -86,6 +95,9 @@ class Network:
             hub,
             self.private,
             routes_changed=self._routes_changed,
+            signer=signer,
+            verifier=verifier,
+            clock=clock,
         )
         self.remote = RemoteUnicasts(
             node_id,
@@ -126,14 +138,15 @@ class Network:
             nursery.start_soon(self.busy_poll.run)
             nursery.start_soon(self.flood.run_advertiser)
             nursery.start_soon(self.flood.run_sweeper)
+            nursery.start_soon(self.flood.run_syncer)
             nursery.start_soon(self.verifier.run)
             for address in self.links.dialers:
                 nursery.start_soon(self.links.dial, address)
             task_status.started()
 
-    async def accept(self, sock: ws_socket.FrameSocket) -> None:
-        """Serve a link a neighbour opened to this node."""
-        await self.links.accept(sock)
+    async def accept(self, sock: ws_socket.FrameSocket, certified: str | None = None) -> None:
+        """Serve a link a neighbour opened to this node (``certified``: its certificate's id)."""
+        await self.links.accept(sock, certified)
 
     def close_links(self) -> None:
         self.links.close_all()
@@ -156,6 +169,9 @@ class Network:
     def links_changed(self) -> None:
         self.flood.advertise_soon()
 
+    def link_down(self, link: PeerLink) -> None:
+        self.flood.forget_link(link.peer_id)
+
     async def read_link(self, link: PeerLink) -> None:
         touch = self.busy_poll.touch
         max_size = self.max_frame_size
@@ -173,6 +189,10 @@ class Network:
                 self.flood.on_link_state(link, frame)
             elif ptype == PeerType.VERIFY_NOTICE:
                 self.verifier.on_notice(frame)
+            elif ptype == PeerType.SYNC:
+                self.flood.on_sync(link, frame)
+            elif ptype == PeerType.SUMMARY:
+                self.flood.on_summary(link, frame)
             else:
                 log_event(logger, logging.DEBUG, "link_frame_ignored", type=hex(ptype))
 

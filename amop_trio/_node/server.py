@@ -24,27 +24,33 @@ import logging
 import os
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import ConnectionLostError, WireError
+from .._errors import ConnectionLostError, PeerRefusedError, WireError
 from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
+from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
 from .._transport.sniff import Protocol, sniff
 from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
 from .channel_service import ChannelService, ChannelSession
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
+from .links import identify_peer
 from .network import Network
 from .session import Session
 from .topic_table import TopicTable
 from .ws_service import SdkService
+
+if TYPE_CHECKING:
+    from .._security.identity import AdvertVerifier, NodeSigner
 
 logger = logging.getLogger("amop_trio.node")
 
@@ -63,8 +69,8 @@ class Node:
         p2p_port: int | None = None,
         peers: Sequence[str] = (),
         node_id: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        p2p_ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | ServerTLS | None = None,
+        p2p_ssl_context: ssl.SSLContext | ServerTLS | None = None,
         p2p_client_ssl_context: ssl.SSLContext | None = None,
         request_timeout: float = 10.0,
         ping_interval: float = 10.0,
@@ -72,6 +78,9 @@ class Node:
         limits: NodeLimits | None = None,
         seed: int | None = None,
         busy_poll: float = 0.0,
+        signer: NodeSigner | None = None,
+        verifier: AdvertVerifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self.port = port
@@ -79,6 +88,9 @@ class Node:
         self.p2p_port = p2p_port
         self.ssl_context = ssl_context
         self.p2p_ssl_context = p2p_ssl_context
+        #: TLS of the SDK port and of the P2P port (None: plain).
+        self.tls = _server_tls(ssl_context)
+        self.p2p_tls = _server_tls(p2p_ssl_context)
         self.request_timeout = request_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_interval if ping_timeout is None else ping_timeout
@@ -97,6 +109,9 @@ class Node:
             ssl_context=p2p_client_ssl_context,
             max_frame_size=self.limits.max_frame_size,
             busy_poll=busy_poll,
+            signer=signer,
+            verifier=verifier,
+            clock=clock,
         )
         self.sdk = SdkService(self.hub, self.network, self.limits, self.stats, self.status)
         self.channel = ChannelService(self.hub, self.network, self.limits, self.stats, self.status)
@@ -184,8 +199,13 @@ class Node:
             await nursery.start(
                 partial(
                     trio.serve_listeners,
-                    partial(self._serve_stream, self._run_session, channel=self._run_channel),
-                    _wrap(sdk_listeners, self.ssl_context),
+                    partial(
+                        self._serve_stream,
+                        self._run_session,
+                        channel=self._run_channel,
+                        tls=self.tls,
+                    ),
+                    sdk_listeners,
                     handler_nursery=nursery,
                 )
             )
@@ -193,8 +213,13 @@ class Node:
                 await nursery.start(
                     partial(
                         trio.serve_listeners,
-                        partial(self._serve_stream, self.network.accept),
-                        _wrap(p2p_listeners, self.p2p_ssl_context),
+                        partial(
+                            self._serve_stream,
+                            self.network.accept,
+                            tls=self.p2p_tls,
+                            identify=self.p2p_tls is not None,
+                        ),
+                        p2p_listeners,
                         handler_nursery=nursery,
                     )
                 )
@@ -208,20 +233,28 @@ class Node:
 
     async def _serve_stream(
         self,
-        serve: Callable[[FrameSocket], Awaitable[None]],
+        serve: Callable[..., Awaitable[None]],
         stream: trio.abc.Stream,
         *,
         channel: Callable[[StreamSocket], Awaitable[None]] | None = None,
+        tls: ServerTLS | None = None,
+        identify: bool = False,
     ) -> None:
         """Own one accepted connection: its socket and every task serving it.
 
         With ``channel``, a connection whose first bytes are not an HTTP
         upgrade is a 2.x channel client and goes there instead of ``serve``.
+        With ``identify`` (node links over TLS), the peer must present a node
+        certificate; ``serve`` gets the node id derived from it.
         """
         remote = _peer_of(stream)
         try:
             sock: FrameSocket | StreamSocket | None = None
             with trio.move_on_after(self.limits.handshake_timeout) as scope:
+                if tls is not None:
+                    stream = await tls.accept(stream)
+                    if identify:
+                        serve = partial(serve, certified=identify_peer(stream))
                 sock = await self._open_socket(stream, remote, sniffing=channel is not None)
             if isinstance(sock, StreamSocket) and channel is not None:
                 await channel(sock)
@@ -235,7 +268,9 @@ class Node:
             # Nothing one connection does may take the node down.
             error = unwrap_group(exc)
             tls_error = error if isinstance(error, ssl.SSLError) else error.__cause__
-            if isinstance(tls_error, ssl.SSLError):
+            if isinstance(error, PeerRefusedError):
+                log_event(logger, logging.WARNING, "link_refused", remote=remote, reason=error)
+            elif isinstance(tls_error, ssl.SSLError):
                 quiet = tls_error.reason == "UNEXPECTED_EOF_WHILE_READING"  # a port probe
                 log_event(
                     logger,
@@ -320,12 +355,10 @@ class Node:
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)
 
 
-def _wrap(
-    listeners: list[trio.SocketListener], context: ssl.SSLContext | None
-) -> list[trio.abc.Listener[Any]]:
-    if context is None:
-        return list(listeners)
-    return [trio.SSLListener(listener, context) for listener in listeners]
+def _server_tls(context: ssl.SSLContext | ServerTLS | None) -> ServerTLS | None:
+    if context is None or isinstance(context, ServerTLS):
+        return context
+    return ServerTLS(context)
 
 
 def _peer_of(stream: trio.abc.Stream) -> str:
@@ -367,15 +400,22 @@ async def open_node(
     seed: int | None = None,
     busy_poll: float = 0.0,
     allow_plain: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the block.
 
     ``listen`` is the SDK address and ``p2p_listen`` the address for other
     nodes, both ``host:port`` (port 0 picks a free one); ``peers`` are P2P
-    addresses of nodes to link to. ``certs`` is a directory in the FISCO
-    layout (``ca.crt``, ``node.crt``, ``node.key``): with it, both ports speak
-    mutual TLS and accept only peers with a certificate from the same chain CA,
-    links to other nodes use it too, and the node id is the certificate's.
+    addresses of nodes to link to. ``certs`` is a certificate directory in
+    the FISCO 2.x layout (``ca.crt``, ``node.crt``, ``node.key``), the 3.x
+    layout (``ca.crt``, ``ssl.crt``, ``ssl.key``) or both: with it, both
+    ports speak mutual TLS and accept only peers with a certificate from the
+    chain's CA, the SDK port serves 2.x and 3.x clients alike, the P2P port
+    takes node certificates only, the node id is derived from the node's
+    certificate and its advertisements are signed (see ``_security``).
+
+    ``clock`` (seconds since the epoch) only sets where this node's
+    advertisement versions start; tests set it back to play a clock step.
 
     ``busy_poll`` (seconds, 0 for off) keeps the node's event loop polling
     instead of sleeping for that long after each frame it reads: a reply that
@@ -388,14 +428,25 @@ async def open_node(
     host, port = parse_listen(listen)
     if certs is None and not allow_plain:
         _refuse_plain(host, p2p_listen)
-    server_tls = client_tls = None
+    server_tls = p2p_tls = client_tls = None
+    signer = verifier = None
     if certs is not None:
-        from .._security.certs import node_id_from_cert
-        from .._security.tls import client_context_from_dir, server_context
+        from .._security.certs import CertificateError
+        from .._security.identity import AdvertVerifier
+        from .._security.layout import load_anchors, load_signer
+        from .._security.tls import node_tls
 
-        server_tls = server_context(certs)
-        client_tls = client_context_from_dir(certs)
-        node_id = node_id or node_id_from_cert(Path(certs) / "node.crt")
+        contexts = node_tls(Path(certs))
+        server_tls, p2p_tls, client_tls = contexts.sdk, contexts.p2p, contexts.dial
+        signer = load_signer(contexts.certificates.identity)
+        verifier = AdvertVerifier(load_anchors(contexts.certificates.ca))
+        if node_id is not None and node_id != signer.node_id:
+            raise CertificateError(
+                f"node id {node_id[:16]}… is not the id of {contexts.certificates.identity.cert} "
+                f"({signer.node_id[:16]}…): with certificates, leave the node id out",
+                path=contexts.certificates.identity.cert,
+            )
+        node_id = signer.node_id
     p2p_host, p2p_port = parse_listen(p2p_listen) if p2p_listen else (None, None)
     node = Node(
         host=host,
@@ -405,7 +456,7 @@ async def open_node(
         peers=peers,
         node_id=node_id,
         ssl_context=server_tls,
-        p2p_ssl_context=server_tls,
+        p2p_ssl_context=p2p_tls,
         p2p_client_ssl_context=client_tls,
         request_timeout=request_timeout,
         ping_interval=ping_interval,
@@ -413,6 +464,9 @@ async def open_node(
         limits=limits,
         seed=seed,
         busy_poll=busy_poll,
+        signer=signer,
+        verifier=verifier,
+        clock=clock,
     )
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:

@@ -1,10 +1,16 @@
-"""Security building blocks: certificates, mutual-TLS contexts and private-topic keys.
+"""Security building blocks: certificates, TLS, node identity and private-topic keys.
 
-* ``certs``: a chain CA and the node/SDK certificates it signs, written in the
-  FISCO BCOS file layout (``ca.crt``/``ca.key``, ``node.crt``/``node.key``,
-  ``sdk.crt``/``sdk.key``), plus ``node_id_from_cert``.
-* ``tls``: ``ssl.SSLContext`` factories for mutual TLS that trust only the chain
-  CA, with the secp256k1 workaround (TLS 1.2 and the secp256k1 ECDH group).
+* ``certs``: a chain CA and the node/SDK certificates it signs (ECDSA or RSA),
+  with their roles in extendedKeyUsage, plus ``node_id_from_cert``.
+* ``network_certs``: what ``amop certs`` writes for a local network, reused
+  when run again (``create_network_certs``).
+* ``layout``: the FISCO 2.x and 3.x certificate directories, and what a node
+  loads from them.
+* ``identity``: certificate roles, node ids derived from keys, and the
+  signing and checking of link-state advertisements.
+* ``tls``: ``ssl.SSLContext`` factories trusting only the chain's CAs, and
+  ``ServerTLS``, which serves 2.x (secp256k1, TLS 1.2) and 3.x (OpenSSL
+  defaults) clients on one port, choosing by the ClientHello (``clienthello``).
 * ``keys``: secp256k1 key pairs, Ethereum Keccak-256 and 65-byte recoverable
   signatures (r||s||v, low s) for the private-topic challenge of PROTOCOL.md
   section 3.

@@ -1,15 +1,17 @@
 """Certificates in the FISCO BCOS layout, made with ``cryptography``.
 
 PROTOCOL.md section 4: a chain CA (``ca.crt``, ``ca.key``) signs one
-certificate per node (``node.crt``, ``node.key``) and the SDK certificates
-(``sdk.crt``, ``sdk.key``). Every directory that holds a node or SDK
-certificate also holds a copy of ``ca.crt``, the only trust root of its TLS
-contexts (see ``tls``). Keys are ECDSA: secp256k1 as FISCO makes them, or
-prime256v1 (P-256).
+certificate per node (``node.crt``, ``node.key``; FISCO 3.x names them
+``ssl.crt``, ``ssl.key``) and the SDK certificates (``sdk.crt``,
+``sdk.key``). Every directory that holds a node or SDK certificate also holds
+``ca.crt``, the only trust root of its TLS contexts (see ``tls``). Keys are
+ECDSA, secp256k1 as FISCO 2.x makes them or prime256v1 (P-256), or RSA-2048
+as FISCO 3.x makes them (``curve="rsa"``).
 
-Node and SDK certificates carry both TLS extended key usages (server and
-client authentication): nodes accept SDKs and other nodes and also dial other
-nodes, so every certificate may sit on either side of a mutual-TLS handshake.
+Roles (see ``identity``): node certificates carry both TLS extended key
+usages, serverAuth and clientAuth (a node accepts SDKs and nodes and dials
+nodes); SDK certificates carry clientAuth only, so they can never pass for a
+node.
 
 For tests, ``days`` may be negative (the certificate expired ``-days`` days
 ago) and ``not_before``/``not_after`` set the validity window exactly; a
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._errors import AmopError
@@ -66,7 +68,14 @@ CURVES: dict[str, type[ec.EllipticCurve]] = {
     "secp256r1": ec.SECP256R1,
     "p-256": ec.SECP256R1,
 }
-"""Curve names accepted by the ``curve`` parameters (case-insensitive)."""
+"""Curve names accepted by the ``curve`` parameters (case-insensitive); also ``"rsa"``."""
+
+#: The ``curve`` that makes RSA keys, and their size.
+RSA = "rsa"
+RSA_BITS = 2048
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 LAYOUT_HELP = (
     "expected FISCO layout: the chain CA directory holds ca.crt and ca.key; "
@@ -98,13 +107,19 @@ class CertFiles:
 # -- small helpers ------------------------------------------------------------
 
 
-def _curve(name: str) -> ec.EllipticCurve:
+def _new_key(name: str) -> PrivateKey:
+    if name.lower() == RSA:
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     try:
-        return CURVES[name.lower()]()
+        return ec.generate_private_key(CURVES[name.lower()]())
     except KeyError:
         raise ValueError(
-            f"unknown curve {name!r}; use one of: {', '.join(sorted(CURVES))}"
+            f"unknown curve {name!r}; use one of: {', '.join(sorted([*CURVES, RSA]))}"
         ) from None
+
+
+def _key_name(key: PrivateKey) -> str:
+    return key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else RSA
 
 
 def _validity(
@@ -121,7 +136,7 @@ def _validity(
     return not_before, not_after
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_key(path: Path, key: PrivateKey) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -169,7 +184,7 @@ def load_certificate(path: StrPath, role: str = "certificate") -> x509.Certifica
         raise CertificateError(f"{p}: not a PEM certificate ({exc})", path=p) from exc
 
 
-def _load_private_key(path: Path, role: str) -> ec.EllipticCurvePrivateKey:
+def _load_private_key(path: Path, role: str) -> PrivateKey:
     data = _read(path, role)
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -177,8 +192,8 @@ def _load_private_key(path: Path, role: str) -> ec.EllipticCurvePrivateKey:
         raise CertificateError(
             f"{path}: not an unencrypted PEM private key ({exc})", path=path
         ) from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CertificateError(f"{path}: expected an ECDSA key", path=path)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise CertificateError(f"{path}: expected an ECDSA or RSA key", path=path)
     return key
 
 
@@ -205,7 +220,7 @@ def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName | None:
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKey,
     start: dt.datetime,
     end: dt.datetime,
     *,
@@ -225,9 +240,9 @@ def _builder(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=False,
+                key_encipherment=not ca and isinstance(public_key, rsa.RSAPublicKey),
                 data_encipherment=False,
-                key_agreement=not ca,
+                key_agreement=not ca and isinstance(public_key, ec.EllipticCurvePublicKey),
                 key_cert_sign=ca,
                 crl_sign=ca,
                 encipher_only=False,
@@ -254,15 +269,16 @@ def create_chain_ca(
 ) -> CertFiles:
     """Make a self-signed chain CA: writes ``ca.crt`` and ``ca.key`` into ``directory``.
 
-    ``curve`` is ``"secp256k1"`` (FISCO's default) or ``"prime256v1"`` (P-256).
-    Refuses to replace an existing CA unless ``overwrite``.
+    ``curve`` is ``"secp256k1"`` (FISCO 2.x), ``"prime256v1"`` (P-256) or
+    ``"rsa"`` (RSA-2048, FISCO 3.x). Refuses to replace an existing CA unless
+    ``overwrite``.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = out / CA_CERT, out / CA_KEY
     _check_free((cert_path, key_path), overwrite)
 
-    key = ec.generate_private_key(_curve(curve))
+    key = _new_key(curve)
     start, end = _validity(days, not_before, not_after)
     subject = _name(name, organization, "chain")
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -294,6 +310,7 @@ def _issue(
     not_before: dt.datetime | None,
     not_after: dt.datetime | None,
     overwrite: bool,
+    usages: tuple[x509.ObjectIdentifier, ...],
 ) -> CertFiles:
     ca_path = Path(ca_dir)
     ca_cert = load_certificate(ca_path / CA_CERT, "chain CA certificate")
@@ -304,15 +321,13 @@ def _issue(
     cert_path, key_path, ca_copy = out / cert_name, out / key_name, out / CA_CERT
     _check_free((cert_path, key_path), overwrite)
 
-    key = ec.generate_private_key(_curve(curve) if curve else type(ca_key.curve)())
+    key = _new_key(curve or _key_name(ca_key))
     start, end = _validity(days, not_before, not_after)
     subject = _name(common_name, organization, unit)
     builder = (
         _builder(subject, ca_cert.subject, key.public_key(), start, end, ca=False)
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
+            x509.ExtendedKeyUsage(list(usages)),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -346,19 +361,22 @@ def create_node_cert(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     overwrite: bool = False,
+    files: tuple[str, str] = (NODE_CERT, NODE_KEY),
 ) -> CertFiles:
-    """Issue a node certificate from the CA in ``ca_dir``.
+    """Issue a node certificate (serverAuth and clientAuth) from the CA in ``ca_dir``.
 
-    Writes ``node.crt``, ``node.key`` and a copy of ``ca.crt`` into ``out_dir``.
-    ``name`` is the subject common name; ``curve`` defaults to the CA's curve;
+    Writes ``node.crt``, ``node.key`` (``files``: ``("ssl.crt", "ssl.key")``
+    for the 3.x layout) and a copy of ``ca.crt`` into ``out_dir``. ``name``
+    is the subject common name; ``curve`` defaults to the CA's key type;
     ``hosts`` become subjectAltName entries (IP addresses or DNS names). A
     negative ``days`` makes a certificate that expired ``-days`` days ago.
     """
     return _issue(
         ca_dir,
         out_dir,
-        cert_name=NODE_CERT,
-        key_name=NODE_KEY,
+        cert_name=files[0],
+        key_name=files[1],
+        usages=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
         common_name=name,
         unit="node",
         organization=organization,
@@ -386,13 +404,16 @@ def create_sdk_cert(
 ) -> CertFiles:
     """Issue an SDK (client) certificate: writes ``sdk.crt``, ``sdk.key``, ``ca.crt``.
 
-    Same parameters as ``create_node_cert``; no subjectAltName unless ``hosts``.
+    Its only extended key usage is clientAuth: it connects to SDK ports and
+    can never open a node link. Same parameters as ``create_node_cert``; no
+    subjectAltName unless ``hosts``.
     """
     return _issue(
         ca_dir,
         out_dir,
         cert_name=SDK_CERT,
         key_name=SDK_KEY,
+        usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
         common_name=name,
         unit="sdk",
         organization=organization,
@@ -415,16 +436,16 @@ def certificate_curve(path: StrPath) -> str | None:
 
 
 def node_id_from_cert(path: StrPath) -> str:
-    """The FISCO node id of the certificate at ``path``.
+    """The node id of the certificate at ``path`` (its first certificate).
 
-    128 lowercase hex digits: the uncompressed EC public key without its
-    leading 04 byte.
+    For an EC key, FISCO's: 128 lowercase hex digits, the uncompressed public
+    key without its leading 04 byte. For an RSA key, 64 hex digits: the
+    SHA-256 of its DER SubjectPublicKeyInfo (see ``identity``).
     """
+    from .identity import PeerRefusedError, node_id_of_certificate
+
     p = Path(path)
-    key = load_certificate(p, "node certificate").public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CertificateError(f"{p}: a node id needs an ECDSA certificate key", path=p)
-    raw = key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    return raw[1:].hex()
+    try:
+        return node_id_of_certificate(load_certificate(p, "node certificate"))
+    except PeerRefusedError as exc:
+        raise CertificateError(f"{p}: {exc}", path=p) from None

@@ -2,8 +2,9 @@
 
 Links between nodes reuse the ws frame (``ws.Frame``) with packet types in
 the reserved range 0x1000-0x10FF, which FISCO BCOS does not use. Control
-packets (hello, link-state advertisements, status) carry JSON; data packets
-carry a small binary routing header followed by the AMOP body untouched.
+packets (hello, sync, summary, status) carry JSON; a link-state part is JSON
+inside a signed binary envelope (``SignedPart``); data packets carry a small
+binary routing header followed by the AMOP body untouched.
 
 Routing header of PEER_UNICAST: ``hop u8 | deadline_ms u32 | origin | target``;
 of PEER_REPLY: ``hop u8 | target``; of PEER_MULTICAST: ``hop u8 | origin |
@@ -12,6 +13,7 @@ count u16 | target*count``. A node id is ``len u8`` + ASCII bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -39,6 +41,10 @@ class PeerType(IntEnum):
     MULTICAST = 0x1004
     #: A publisher's verdict on a private-topic subscriber, on its way to that node.
     VERIFY_NOTICE = 0x1005
+    #: Digest of the link-state versions a node holds (anti-entropy).
+    SYNC = 0x1006
+    #: The link-state versions a node holds, answering a SYNC that differs.
+    SUMMARY = 0x1007
     #: SDK port: ask a node for its id, links and topic directory (JSON answer).
     NODE_STATUS = 0x1010
     #: SDK port, node to publisher: challenge this private-topic subscriber (2.x: 0x37).
@@ -64,13 +70,35 @@ class Hello:
         return cls(node_id, _str_tuple(obj.get("endpoints", []), "hello endpoints"))
 
 
+#: Topics longer than this (UTF-8 bytes) are advertised by digest, not by name.
+TOPIC_NAME_LIMIT = 64
+#: Bytes of SHA-256 kept in a topic digest (as hex in advertisements).
+TOPIC_DIGEST_BYTES = 16
+#: Longest challenge topic an advertisement carries by name (longer ones cannot be
+#: verified: 2.x topics are at most 254 bytes).
+MAX_PENDING_NAME = 1024
+
+
+def topic_digest(topic: str) -> str:
+    """How a topic longer than ``TOPIC_NAME_LIMIT`` bytes appears in advertisements."""
+    return hashlib.sha256(topic.encode("utf-8")).digest()[:TOPIC_DIGEST_BYTES].hex()
+
+
+def advertised_by_name(topic: str) -> bool:
+    # A character is at most 4 bytes of UTF-8: most names need no encoding to tell.
+    return len(topic) * 4 <= TOPIC_NAME_LIMIT or len(topic.encode("utf-8")) <= TOPIC_NAME_LIMIT
+
+
 @dataclass(frozen=True, slots=True)
 class LinkState:
-    """A node's advertisement: its live links and its clients' topics.
+    """A node's advertisement, assembled from its parts: links, topics, endpoints.
 
-    ``(epoch, seq)`` orders advertisements of one origin: the epoch is fixed
-    at node start (so a restarted node supersedes its former self), the seq
-    grows with each change.
+    ``(epoch, seq)`` orders advertisements of one origin: the epoch is set at
+    node start from the wall clock, and raised above any version of its own id
+    the node hears of (so a restarted node supersedes its former self even
+    with its clock set back); the seq grows with each change. ``topics`` maps
+    short topic names to subscriber counts, ``digests`` long topics' digests
+    (``topic_digest``) to theirs: ``count`` looks a topic up in the right one.
     """
 
     origin: str
@@ -80,6 +108,38 @@ class LinkState:
     topics: dict[str, int] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
     #: challenge topics of private-topic subscribers not verified yet.
+    pending: tuple[str, ...] = ()
+    digests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.epoch, self.seq)
+
+    def count(self, topic: str) -> int:
+        """Subscribers of ``topic`` this state advertises."""
+        if advertised_by_name(topic):
+            return self.topics.get(topic, 0)
+        return self.digests.get(topic_digest(topic), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatePart:
+    """One part of an advertisement: the version, which part, and some of its entries.
+
+    An advertisement of any size travels as ``count`` parts, each a frame far
+    below the frame limit (see ``_node.advert``); the parts of one version
+    together hold every entry once.
+    """
+
+    origin: str
+    epoch: int
+    seq: int
+    index: int
+    count: int
+    neighbours: tuple[str, ...] = ()
+    topics: dict[str, int] = field(default_factory=dict)
+    digests: dict[str, int] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
     pending: tuple[str, ...] = ()
 
     @property
@@ -92,34 +152,159 @@ class LinkState:
                 "origin": self.origin,
                 "epoch": self.epoch,
                 "seq": self.seq,
+                "part": self.index,
+                "parts": self.count,
                 "neighbours": list(self.neighbours),
                 "topics": self.topics,
+                "digests": self.digests,
                 "endpoints": list(self.endpoints),
                 "verify": list(self.pending),
             }
         )
 
     @classmethod
-    def decode(cls, payload: bytes) -> LinkState:
+    def decode(cls, payload: bytes) -> StatePart:
         obj = _decode_json_object(payload, "link state")
         origin = _node_id_field(obj, "origin", "link state")
-        epoch, seq = obj.get("epoch"), obj.get("seq")
-        if not _is_uint(epoch) or not _is_uint(seq):
-            raise WireError("link state: epoch and seq must be non-negative integers")
-        topics = obj.get("topics", {})
-        if not isinstance(topics, dict) or not all(
-            isinstance(k, str) and _is_uint(v) for k, v in topics.items()
-        ):
-            raise WireError("link state: topics must map topic names to subscriber counts")
+        epoch, seq, index, count = (obj.get(k) for k in ("epoch", "seq", "part", "parts"))
+        if not (_is_u64(epoch) and _is_u64(seq) and _is_u64(index) and _is_u64(count)):
+            raise WireError("link state: epoch, seq, part and parts must be unsigned 64-bit")
+        if not index < count:
+            raise WireError(f"link state: part {index} of {count}")
         return cls(
             origin,
             epoch,
             seq,
+            index,
+            count,
             _str_tuple(obj.get("neighbours", []), "link state neighbours"),
-            topics,
+            _counts(obj.get("topics", {}), "topics"),
+            _counts(obj.get("digests", {}), "digests"),
             _str_tuple(obj.get("endpoints", []), "link state endpoints"),
             _str_tuple(obj.get("verify", []), "link state verify"),
         )
+
+
+_ENVELOPE_HEAD = struct.Struct(">BI")
+_U32 = struct.Struct(">I")
+#: First byte of a signed part's envelope.
+ENVELOPE_FORMAT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPart:
+    """What a LINK_STATE packet carries: a ``StatePart``'s bytes, signed by its origin.
+
+    ``format u8 (2) | body_len u32 | body | sig_len u16 | signature | n u8 |
+    (len u16 | certificate DER) * n``: the signature covers the body bytes as
+    they are, the certificates (leaf first) let any node check it. On networks
+    without TLS, signature and chain are empty.
+    """
+
+    body: bytes
+    signature: bytes = b""
+    chain: tuple[bytes, ...] = ()
+
+    def encode(self) -> bytes:
+        if len(self.signature) > 0xFFFF or len(self.chain) > 0xFF:
+            raise EncodeError("signature or certificate chain too long for a link state")
+        parts = [
+            _ENVELOPE_HEAD.pack(ENVELOPE_FORMAT, len(self.body)),
+            self.body,
+            _U16.pack(len(self.signature)),
+            self.signature,
+            _U8.pack(len(self.chain)),
+        ]
+        for cert in self.chain:
+            if len(cert) > 0xFFFF:
+                raise EncodeError("certificate too long for a link state")
+            parts += [_U16.pack(len(cert)), cert]
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> SignedPart:
+        view = memoryview(payload)
+        if len(view) < _ENVELOPE_HEAD.size:
+            raise WireError("link state envelope too short")
+        fmt, size = _ENVELOPE_HEAD.unpack_from(view)
+        if fmt != ENVELOPE_FORMAT:
+            raise WireError(f"link state envelope format {fmt}, expected {ENVELOPE_FORMAT}")
+        at = _ENVELOPE_HEAD.size
+        body, at = _take(view, at, size, "body")
+        (sig_size,) = _unpack(_U16, view, at, "signature length")
+        signature, at = _take(view, at + 2, sig_size, "signature")
+        (count,) = _unpack(_U8, view, at, "certificate count")
+        at += 1
+        chain = []
+        for _ in range(count):
+            (cert_size,) = _unpack(_U16, view, at, "certificate length")
+            cert, at = _take(view, at + 2, cert_size, "certificate")
+            chain.append(cert)
+        if at != len(view):
+            raise WireError(f"link state envelope has {len(view) - at} trailing bytes")
+        return cls(body, signature, tuple(chain))
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Sent to each neighbour now and then: a digest of the versions this node holds.
+
+    A neighbour whose digest differs answers with a ``Summary``; each side
+    then sends the other the states it holds newer (anti-entropy), so an
+    advertisement lost on a congested link is repaired within an interval.
+    """
+
+    digest: str
+
+    def encode(self) -> bytes:
+        return _encode_json({"digest": self.digest})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Sync:
+        obj = _decode_json_object(payload, "sync")
+        digest = obj.get("digest")
+        if not isinstance(digest, str) or len(digest) > 128:
+            raise WireError("sync: digest must be a short string")
+        return cls(digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The versions (origin, epoch, seq) of the states a node holds: part ``index`` of ``count``."""
+
+    versions: tuple[tuple[str, int, int], ...]
+    index: int = 0
+    count: int = 1
+
+    def encode(self) -> bytes:
+        return _encode_json(
+            {
+                "versions": [list(v) for v in self.versions],
+                "part": self.index,
+                "parts": self.count,
+            }
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Summary:
+        obj = _decode_json_object(payload, "summary")
+        raw, index, count = obj.get("versions"), obj.get("part"), obj.get("parts")
+        if not isinstance(raw, list) or not _is_u64(index) or not _is_u64(count):
+            raise WireError("summary: needs versions, part and parts")
+        if not index < count:
+            raise WireError(f"summary: part {index} of {count}")
+        versions = []
+        for entry in raw:
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not isinstance(entry[0], str)
+                or not 0 < len(entry[0]) <= MAX_NODE_ID_BYTES
+                or not (_is_u64(entry[1]) and _is_u64(entry[2]))
+            ):
+                raise WireError("summary: each version is [origin, epoch, seq]")
+            versions.append((entry[0], entry[1], entry[2]))
+        return cls(tuple(versions), index, count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,3 +474,28 @@ def _str_tuple(value: Any, what: str) -> tuple[str, ...]:
 
 def _is_uint(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_u64(value: Any) -> TypeGuard[int]:
+    return _is_uint(value) and value < 1 << 64
+
+
+def _counts(value: Any, what: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and _is_u64(v) for k, v in value.items()
+    ):
+        raise WireError(f"link state: {what} must map names to subscriber counts")
+    return value
+
+
+def _take(view: memoryview, at: int, size: int, what: str) -> tuple[bytes, int]:
+    end = at + size
+    if end > len(view):
+        raise WireError(f"link state envelope: {what} runs past the end")
+    return bytes(view[at:end]), end
+
+
+def _unpack(fmt: struct.Struct, view: memoryview, at: int, what: str) -> tuple[int, ...]:
+    if at + fmt.size > len(view):
+        raise WireError(f"link state envelope: {what} missing")
+    return fmt.unpack_from(view, at)
