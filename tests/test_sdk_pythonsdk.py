@@ -13,6 +13,9 @@ Replayed from FISCO-BCOS/python-sdk, branch master (commit 4c3b00f), ``client/``
 * ``channelhandler.py:470-514``: an empty 0x13 whenever nothing was sent for 3 s; a
   2.x node answers nothing to it on a protocol-1 session.
 * ``channelpack.py:97-114``: its reader (``sdk_wire.PythonSdkReader``).
+* ``bcosclient.py:207-225`` and 287-290: getClientVersion with ``[]``, getGroupList
+  with ``[groupid]`` (a 2.x node takes any parameters for a procedure declared
+  without any).
 
 The 2.x client has no AMOP API (``TYPE_AMOP_REQ`` and friends are defined, never
 used), so there is no AMOP exchange to replay; the real client is run against a node
@@ -82,4 +85,13 @@ async def test_python_sdk_init_and_heartbeats(chain: Path, node: NodeProcess) ->
         request["id"] = 1
         answer = await conn.request(RPC, seq, json.dumps(request).encode())
         assert answer.data == b'{"id":1,"jsonrpc":"2.0","result":"0x0"}\n'
+
+        # getClientVersion and getGroupList (``bcosclient.py:207-225`` and 287-290) send
+        # [] and [groupid]; a procedure declared without parameters takes any.
+        for i, (method, params) in enumerate([("getClientVersion", []), ("getGroupList", [1])]):
+            body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": i + 2})
+            answer = await conn.request(RPC, uuid1_seq(), body.encode())
+            assert answer.result == 0, answer
+            assert "error" not in json.loads(answer.data), answer
+        assert answer.data == b'{"id":3,"jsonrpc":"2.0","result":[1]}\n'
         assert conn.backlog == []

@@ -136,21 +136,26 @@ def _v2_answer(request: Any, chain_id: str) -> dict[str, Any]:
     request_id = request["id"]
     if not known:
         return _v2_error(request_id, _METHOD_NOT_FOUND)
-    outcome = _V2_METHODS[method]([] if params is None else params, chain_id)
+    outcome = _V2_METHODS[method](params, chain_id)
     if isinstance(outcome, tuple):
         return _v2_error(request_id, outcome)
     return {"id": request_id, "jsonrpc": "2.0", "result": outcome}
 
 
-def _get_client_version(params: list[Any] | dict[str, Any], chain_id: str) -> Any:
-    return _INVALID_PARAMS if params else client_version(chain_id)
+# A procedure declared without parameters takes any (libjson-rpc-cpp's
+# ``Procedure::ValdiateParameters``): python-sdk sends getGroupList with [1].
 
 
-def _get_group_list(params: list[Any] | dict[str, Any], chain_id: str) -> Any:
-    return _INVALID_PARAMS if params else [GROUP_ID]
+def _get_client_version(params: list[Any] | dict[str, Any] | None, chain_id: str) -> Any:
+    return client_version(chain_id)
 
 
-def _get_block_number(params: list[Any] | dict[str, Any], chain_id: str) -> Any:
+def _get_group_list(params: list[Any] | dict[str, Any] | None, chain_id: str) -> Any:
+    return [GROUP_ID]
+
+
+def _get_block_number(params: list[Any] | dict[str, Any] | None, chain_id: str) -> Any:
+    """Declared with one integer, the group (FB2 ``RpcFace.h:43-45``)."""
     if not isinstance(params, list) or len(params) != 1 or not _is_int(params[0]):
         return _INVALID_PARAMS
     return "0x0" if params[0] == GROUP_ID else _NO_SUCH_GROUP
