@@ -1,4 +1,4 @@
-"""A raw 2.x client written only from the byte tables of PROTOCOL.md section 2, over TLS.
+"""A raw 2.x client written only from the byte tables of docs/PROTOCOL.md section 2, over TLS.
 
 Nothing here uses amop_trio's codec or client: frames are packed and parsed
 with ``struct`` by the helpers below and travel over a plain
@@ -29,7 +29,7 @@ from amop_trio import NodeLimits, open_node
 from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
 from amop_trio._security.tls import client_context_from_dir
 
-# -- the byte tables of PROTOCOL.md section 2 ----------------------------------
+# -- the byte tables of docs/PROTOCOL.md section 2 ----------------------------------
 
 RPC = 0x12
 HEARTBEAT = 0x13

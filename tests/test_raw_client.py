@@ -1,4 +1,4 @@
-"""A raw ws client written only from the byte tables of PROTOCOL.md section 1.
+"""A raw ws client written only from the byte tables of docs/PROTOCOL.md section 1.
 
 Nothing here uses amop_trio's codec or client: frames are packed and parsed
 with ``struct`` by the helpers below, and the WebSocket layer is plain
@@ -262,11 +262,10 @@ async def test_extensions_only_for_a_client_that_asks() -> None:
 
 @pytest.mark.parametrize("ptype", [AMOP_REQUEST, AMOP_BROADCAST], ids=["unicast", "multicast"])
 async def test_malformed_request_answered_as_amop_response(ptype: int) -> None:
-    """PROTOCOL.md: AMOP_RESPONSE (0x113) is the answer to 0x111 ("From the node:
-    the subscriber's reply, or status != 0 and a UTF-8 error text"), and the node
-    "answers each AMOP_BROADCAST with an AMOP_RESPONSE (same seq, status 0 or an
-    error code)". So a refused request must come back as 0x113, not echoed as
-    0x111 / 0x112, which a client could take for an incoming delivery."""
+    """docs/PROTOCOL.md sections 1 and 8: AMOP_RESPONSE (0x113) answers 0x111, and
+    0x112 for a client granted "acks"; a malformed request gets 3005 and a text. It
+    must come back as 0x113, not echoed as 0x111 / 0x112, which a client could take
+    for an incoming delivery."""
     with trio.fail_after(TIMEOUT):
         async with open_node("127.0.0.1:0") as node, raw_connection(node.endpoint) as pub:
             await pub.handshake(["acks"])  # a 3.x node never answers a multicast

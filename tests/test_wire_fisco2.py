@@ -1,4 +1,4 @@
-"""Tests of the sans-I/O channel codec (PROTOCOL.md section 2).
+"""Tests of the sans-I/O channel codec (docs/PROTOCOL.md section 2).
 
 Golden vectors are assembled by hand from the spec table, field by field in
 literal hex, so they share no packing code with the codec under test. The

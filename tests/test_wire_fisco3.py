@@ -1,4 +1,4 @@
-"""Tests of the sans-I/O ws codec (PROTOCOL.md section 1).
+"""Tests of the sans-I/O ws codec (docs/PROTOCOL.md section 1).
 
 Golden vectors are assembled by hand from the spec tables, field by field, so
 they do not share any packing code with the codec under test.

@@ -16,7 +16,7 @@ Everything else here is a pure function of bytes: ``encode_channel_frame`` /
 ``decode_channel_frame`` for one whole frame, and type-specific helpers for
 the frame's ``data``: the topic body of 0x30/0x31/0x35, the JSON of
 heartbeat, handshake, subscription and the private-topic verification pair.
-No Trio, no sockets, no clock. All integers are big-endian (PROTOCOL.md
+No Trio, no sockets, no clock. All integers are big-endian (docs/PROTOCOL.md
 section 2).
 
 Errors: peer bytes that do not parse raise ``WireError`` (``FrameTooLargeError``
@@ -73,7 +73,7 @@ _COMPACT_MIN = 64 * 1024
 
 
 class ChannelType(IntEnum):
-    """Packet types of the channel protocol (PROTOCOL.md section 2)."""
+    """Packet types of the channel protocol (docs/PROTOCOL.md section 2)."""
 
     #: JSON-RPC request/answer (not AMOP).
     RPC = 0x12

@@ -4,7 +4,7 @@ Theory of operation: one WebSocket binary message holds exactly one frame, so
 decoding never buffers; ``decode_frame`` takes a whole message and returns a
 ``Frame`` or raises ``WireError`` naming the field at fault. Payloads are
 decoded by the type-specific helpers below only when a frame's type calls for
-them. All integers are big-endian (see PROTOCOL.md section 1).
+them. All integers are big-endian (see docs/PROTOCOL.md section 1).
 """
 
 from __future__ import annotations
