@@ -237,9 +237,14 @@ async def test_amop_examples_across_two_nodes(chain: Path, nodes: tuple[NodeProc
                 answer = await send_amop_msg(pub, topic, data)
                 assert answer.type == AMOP_RESPONSE, answer
                 assert (answer.result, split_topic_body(answer.data)) == (0, (topic, b""))
+            # broadcast_pub sleeps 200 ms after each multicast, so each push reaches the
+            # subscriber alone; waiting until it arrived keeps that without the sleep.
             for i in range(3):
                 data = b"hello, FISCO BCOS, I am broadcast publisher! %d" % i
                 await broadcast_amop_msg(pub, topic, data)
+                with trio.fail_after(10):
+                    while len(seen) < 7 + i:
+                        await trio.sleep(0.005)
             await broadcast_amop_msg(pub, topic, b"Done")
             with trio.fail_after(10):
                 await done.wait()
