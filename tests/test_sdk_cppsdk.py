@@ -5,7 +5,8 @@ Replayed byte for byte from FISCO-BCOS/FISCO-BCOS, branch master (commit 7608ab8
 ``bcos-sdk/bcos-cpp-sdk`` (the C SDK 3.7.0 builds the same code, commit 323e5a0d):
 
 * ``bcos-boostssl/bcos-boostssl/context/ContextBuilder.cpp:89-117``: TLS 1.2 (``tlsv12``),
-  the SDK certificate, the node's chain verified against ca.crt, OpenSSL's default groups.
+  the SDK certificate, the node's chain verified against ca.crt, OpenSSL's default groups
+  (``cpp_sdk_tls_context``).
   WebSocket upgrade to ``/`` (``bcos-boostssl/websocket/WsConnector.cpp:135``).
 * ``ws/Service.cpp:211-293`` startHandshake: HANDSHAKE 0x100, UUID4 seq, payload from
   ``bcos-framework/rpc/HandshakeRequest.h:41-50`` (FastWriter: sorted keys, newline);
@@ -30,6 +31,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -58,17 +60,15 @@ TIMEOUT = 10
 
 
 def cpp_sdk_tls_context(sdk: Path) -> ssl.SSLContext:
-    """The 3.x SDK's TLS, in this one place.
+    """The 3.x SDK's TLS, in this one place: ``ContextBuilder::buildSslContext`` makes a
+    TLS 1.2 context (``tlsv12``) that keeps OpenSSL's default groups (no secp256k1),
+    verifies the node's chain against ca.crt and presents the SDK's certificate.
 
-    The cpp-sdk offers TLS 1.2 with OpenSSL's DEFAULT groups, and a node it can
-    reach must hold a certificate those groups can use (RSA or P-256). ``amop
-    certs`` makes secp256k1 certificates only, so until nodes also carry such a
-    certificate, this offers what today's node takes: TLS 1.2 and secp256k1.
-    Once they do, drop ``set_ecdh_curve`` and keep OpenSSL's defaults.
+    ``sdk`` holds 3.x SDK certificates (RSA, as FISCO 3.x makes them); ``amop certs``
+    writes them to ``sdk3/``, and the node answers such a client with its 3.x one.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ecdh_curve("secp256k1")
     context.check_hostname = False
     context.load_verify_locations(cafile=sdk / "ca.crt")
     context.load_cert_chain(sdk / "sdk.crt", sdk / "sdk.key")
@@ -138,6 +138,9 @@ async def cpp_sdk(port: int, sdk: Path, topics: list[str]) -> AsyncIterator[CppS
     """Connect, handshake, then send the topic set, as the cpp-sdk does."""
     url = f"wss://127.0.0.1:{port}/"
     async with trio_websocket.open_websocket_url(url, ssl_context=cpp_sdk_tls_context(sdk)) as ws:
+        stream: Any = ws._stream  # the node chose its 3.x certificate for OpenSSL's groups
+        assert stream.version() == "TLSv1.2"
+        assert "RSA" in stream.cipher()[0], stream.cipher()
         conn = CppSdk(ws)
         answer = await conn.request(HANDSHAKE, HANDSHAKE_PAYLOAD)
         assert (answer.type, answer.status) == (HANDSHAKE, 0), answer
@@ -167,7 +170,7 @@ async def test_cpp_sdk_handshake_topics_and_amop(
     chain: Path, nodes: tuple[NodeProcess, ...]
 ) -> None:
     node0, node1 = nodes
-    sdk = chain / "sdk"
+    sdk = chain / "sdk3"
     async with (
         cpp_sdk(node1.port, sdk, ["cpp-topic"]) as sub,
         cpp_sdk(node0.port, sdk, []) as pub,
