@@ -1,4 +1,4 @@
-"""The ws byte tables of PROTOCOL.md section 1, written from the spec for raw-client tests.
+"""The ws byte tables of docs/PROTOCOL.md section 1, written from the spec for raw-client tests.
 
 Deliberately independent of amop_trio's codec, so tests built on it check the
 node against the spec rather than against itself.
@@ -66,7 +66,7 @@ class RawFrame:
 
 
 def parse_frame(data: bytes) -> RawFrame | None:
-    """A frame as PROTOCOL.md defines it, or None when it is malformed."""
+    """A frame as docs/PROTOCOL.md section 1 defines it, or None when it is malformed."""
     if len(data) < HEAD.size + EXT.size:
         return None
     version, ptype, status, seq_len = HEAD.unpack_from(data)

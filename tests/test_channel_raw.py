@@ -1,4 +1,4 @@
-"""A raw 2.x client written only from the byte tables of PROTOCOL.md section 2, over TLS.
+"""A raw 2.x client written only from the byte tables of docs/PROTOCOL.md section 2, over TLS.
 
 Nothing here uses amop_trio's codec or client: frames are packed and parsed
 with ``struct`` by the helpers below and travel over a plain
@@ -29,7 +29,7 @@ from amop_trio import NodeLimits, open_node
 from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
 from amop_trio._security.tls import client_context_from_dir
 
-# -- the byte tables of PROTOCOL.md section 2 ----------------------------------
+# -- the byte tables of docs/PROTOCOL.md section 2 ----------------------------------
 
 RPC = 0x12
 HEARTBEAT = 0x13
@@ -173,36 +173,37 @@ async def closed_by_node(conn: RawChannel) -> bool:
 # -- tests ----------------------------------------------------------------------
 
 
-async def test_handshake_and_both_forms_of_heartbeat(certs: Certs) -> None:
+async def test_handshake_and_heartbeats_by_negotiated_protocol(certs: Certs) -> None:
+    """As a 2.x node (FB2 ChannelRPCServer.cpp): protocol 1 answers only "0", with "1";
+    after a handshake every heartbeat gets {"heartBeat":1} and a newline (FastWriter)."""
     with trio.fail_after(TIMEOUT):
         async with open_node("127.0.0.1:0", certs=certs.node) as node:
             async with raw_channel(node.port, certs) as conn:
-                # Protocol-1 SDKs never handshake: heartbeats work before one.
+                # Protocol-1 SDKs never handshake: heartbeats work before one,
+                # but an empty one (go-sdk, python-sdk) gets no answer.
+                silent = new_seq()
+                await conn.send(pack_frame(HEARTBEAT, silent, b""))
                 answer = await conn.request(HEARTBEAT, b"0")
                 assert (answer.type, answer.result, answer.data) == (HEARTBEAT, SUCCESS, b"1")
+                assert [f for f in conn.backlog if f.seq == silent] == []
 
                 assert conn.stream.version() in ("TLSv1.2", "TLSv1.3")
-                info = await conn.handshake()
-                assert info["protocol"] == 3
-                assert isinstance(info["nodeVersion"], str)
+                hello = {"minimumSupport": 1, "maximumSupport": 3, "clientType": "raw-test"}
+                answer = await conn.request(HANDSHAKE, json.dumps(hello).encode())
+                assert (answer.type, answer.result) == (HANDSHAKE, SUCCESS), answer
+                assert answer.data == b'{"nodeVersion":"2.11.0","protocol":3}\n'
 
-                answer = await conn.request(HEARTBEAT, b'{"heartBeat":0}')
-                assert (answer.type, answer.result) == (HEARTBEAT, SUCCESS), answer
-                assert json.loads(answer.data) == {"heartBeat": 1}
-                answer = await conn.request(HEARTBEAT, b"0")
-                assert answer.data == b"1"
-                answer = await conn.request(HEARTBEAT, b"")  # some SDKs send nothing
-                assert (answer.type, answer.result) == (HEARTBEAT, SUCCESS), answer
-                assert json.loads(answer.data) == {"heartBeat": 1}
+                for body in (b'{"heartBeat":0}', b"0", b""):
+                    answer = await conn.request(HEARTBEAT, body)
+                    assert (answer.type, answer.result) == (HEARTBEAT, SUCCESS), answer
+                    assert answer.data == b'{"heartBeat":1}\n'
 
-            # A client that offers no version the node speaks is told, then dropped.
+            # A client that offers no version the node speaks is dropped, unanswered.
             async with raw_channel(node.port, certs) as conn:
                 hello = {"minimumSupport": 7, "maximumSupport": 9, "clientType": "future"}
-                answer = await conn.request(HANDSHAKE, json.dumps(hello).encode())
-                assert answer.type == HANDSHAKE, answer
-                assert answer.result != SUCCESS, answer
-                assert b"1 to 3" in answer.data
+                await conn.send(pack_frame(HANDSHAKE, new_seq(), json.dumps(hello).encode()))
                 assert await closed_by_node(conn)
+                assert conn.backlog == []
 
 
 async def test_unicast_with_reply_and_multicast_with_ack(certs: Certs) -> None:
@@ -264,13 +265,12 @@ async def test_a_255_byte_topic_is_refused(certs: Certs) -> None:
             await pub.handshake()
 
             # In a subscription: the 254-byte topic is taken, the 255-byte one refused
-            # with a result code and a text (the only answer a 0x32 ever gets).
+            # and logged; a 0x32 is never answered, as on a 2.x node.
             seq = new_seq()
             await sub.send(pack_frame(SUBSCRIBE, seq, json.dumps([longest, too_long]).encode()))
-            refusal = await sub.receive_until(lambda f: f.seq == seq)
-            assert refusal.type == SUBSCRIBE, refusal
-            assert refusal.result != SUCCESS, refusal
-            assert b"254" in refusal.data, refusal
+            answer = await sub.request(HEARTBEAT, b'{"heartBeat":0}')
+            assert answer.type == HEARTBEAT, answer
+            assert [f for f in sub.backlog if f.seq == seq] == []
             assert node.table.topics() == {longest: 1}
 
             # In a topic body: a 255-byte topic cannot be written (topicLen wraps to 0).
@@ -295,7 +295,9 @@ async def test_a_255_byte_topic_is_refused(certs: Certs) -> None:
             assert unpack_topic_body(answer.data) == (longest.encode(), b"a")
 
 
-async def test_json_rpc_and_unknown_types_get_a_clear_error(certs: Certs) -> None:
+async def test_json_rpc_answers_and_unknown_types_are_ignored(certs: Certs) -> None:
+    """JSON-RPC is answered as a 2.x node does (0x12, result 0, sorted JSON and a
+    newline), errors included; a packet type a 2.x node does not serve gets nothing."""
     with trio.fail_after(TIMEOUT):
         async with (
             open_node("127.0.0.1:0", certs=certs.node) as node,
@@ -304,18 +306,23 @@ async def test_json_rpc_and_unknown_types_get_a_clear_error(certs: Certs) -> Non
             await conn.handshake()
             rpc = {"jsonrpc": "2.0", "method": "getBlockNumber", "params": [1], "id": 7}
             answer = await conn.request(RPC, json.dumps(rpc).encode())
-            assert answer.type == RPC, answer
-            assert answer.result != SUCCESS, answer
-            error = json.loads(answer.data)
-            assert error["id"] == 7
-            assert "JSON-RPC" in error["error"]["message"]
+            assert (answer.type, answer.result) == (RPC, SUCCESS), answer
+            assert answer.data == b'{"id":7,"jsonrpc":"2.0","result":"0x0"}\n'
 
-            answer = await conn.request(0x77, b"?")
-            assert answer.type == 0x77, answer
-            assert answer.result != SUCCESS, answer
-            assert b"0x77" in answer.data
-            answer = await conn.request(HEARTBEAT, b"0")  # still connected
-            assert answer.data == b"1"
+            rpc = {"jsonrpc": "2.0", "method": "sendRawTransaction", "params": [1, "0x"], "id": 8}
+            answer = await conn.request(RPC, json.dumps(rpc).encode())
+            assert (answer.type, answer.result) == (RPC, SUCCESS), answer
+            error = json.loads(answer.data)
+            assert error["id"] == 8
+            assert error["error"]["code"] == -32601
+            assert "AMOP only" in error["error"]["message"]
+
+            for ptype in (0x77, 0x1010, 0x15):  # 0x1010 only for clients that ask for it
+                seq = new_seq()
+                await conn.send(pack_frame(ptype, seq, b"?"))
+                answer = await conn.request(HEARTBEAT, b"0")  # still connected
+                assert answer.data == b'{"heartBeat":1}\n'
+                assert [f for f in conn.backlog if f.seq == seq] == []
 
 
 async def test_an_absurd_length_closes_the_connection_at_once(certs: Certs) -> None:
@@ -352,4 +359,4 @@ async def test_a_silent_client_is_dropped_and_heartbeats_keep_one_alive(certs: C
                 assert await closed_by_node(silent)
             assert trio.current_time() - start < 2.2
             answer = await beating.request(HEARTBEAT, b"0")
-            assert answer.data == b"1"
+            assert answer.data == b'{"heartBeat":1}\n'  # protocol 3: JSON, whatever the body

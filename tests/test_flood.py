@@ -161,7 +161,7 @@ async def never_reading_subscriber(
             while decoder.next_event() is None:
                 decoder.feed(await stream.receive_some(4096))
 
-        hello = {"minVersion": 0, "maxVersion": 2, "moduleID": 2, "amopAcks": True}
+        hello = {"minVersion": 0, "maxVersion": 2, "moduleID": 2, "amopTrio": ["acks"]}
         await exchange(0x100, json.dumps(hello).encode())
         await exchange(0x110, json.dumps({"topics": [topic]}).encode())  # acknowledged
         yield

@@ -13,11 +13,14 @@ file descriptors it had before the fuzz (so nothing a hostile peer did
 leaked). Nothing the node logs at ERROR level (its catch-all for unexpected
 handler crashes) may appear.
 
-What the node must answer is derived from PROTOCOL.md section 1 and the
-README: frames shorter than 10 bytes or whose seqLen runs past the end are
-malformed (the connection is closed); unknown packet types get 3004; bodies
-and JSON that cannot be decoded get 3005; more than ``max_pending`` unicasts
-in flight get 3006. Set AMOP_FUZZ_SEED to replay another seed.
+What the node must answer is derived from docs/PROTOCOL.md sections 1 and 8:
+frames shorter than 10 bytes or whose seqLen runs past the end are malformed
+(the connection is closed); packet types the node does not serve are ignored,
+as by a 3.x node; JSON-RPC gets a JSON-RPC error in a frame of type 0; bodies
+and JSON that cannot be decoded get 3005 where the packet is answered at all
+(subscriptions and multicasts only for a client that asked for
+acknowledgements); more than ``max_pending`` unicasts in flight get 3006.
+Set AMOP_FUZZ_SEED to replay another seed.
 """
 
 from __future__ import annotations
@@ -80,17 +83,19 @@ NODE_STATUS = 0x1010
 
 TIMEOUT = 1000
 NO_SUBSCRIBER_NODE = 3001
-UNSUPPORTED_TYPE = 3004
 INVALID_REQUEST = 3005
 OVERLOADED = 3006
 
 
-#: Types the node serves on its SDK port; everything else must get 3004.
-SERVED = {HANDSHAKE, AMOP_SUBTOPIC, AMOP_REQUEST, AMOP_BROADCAST, AMOP_RESPONSE, NODE_STATUS}
+#: Types the node serves on its SDK port to every client; everything else is ignored.
+SERVED = {HANDSHAKE, RPC_REQUEST, AMOP_SUBTOPIC, AMOP_REQUEST, AMOP_BROADCAST, AMOP_RESPONSE}
 #: amop_trio's own SDK-port queries (0x1010 and up, e.g. private-topic verification):
-#: the node may serve them, answering with whatever status fits. Node-link types
-#: (0x1000-0x100F) and unassigned ones must get 3004 on an SDK port.
+#: for a client granted "private", the node may serve them, answering with whatever
+#: status fits; NODE_STATUS for a client granted "status". Node-link types
+#: (0x1000-0x100F) and unassigned ones are ignored on an SDK port.
 SDK_QUERIES = {int(t) for t in PeerType if int(t) >= 0x1010} - {NODE_STATUS}
+#: The amop_trio extensions a handshake may ask for (``"amopTrio": [...]``).
+EXTRAS = frozenset({"acks", "private", "status"})
 #: Expect.status for "an answer may come, with any status".
 ANY = -1
 
@@ -138,6 +143,14 @@ def _u32(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFFFFFF
 
 
+def extras_of(payload: bytes) -> frozenset[str]:
+    """What the node grants a (valid) handshake: the known names it asked for."""
+    asked = (json_object(payload) or {}).get("amopTrio")
+    if not isinstance(asked, list):
+        return frozenset()
+    return EXTRAS & {name for name in asked if isinstance(name, str)}
+
+
 def handshake_ok(payload: bytes) -> bool:
     obj = json_object(payload)
     return obj is not None and all(
@@ -180,7 +193,7 @@ class Expect:
     status: int | None = None
     answer_type: int | None = None
     later: bool = False
-    acks: bool | None = None  # the connection's new amopAcks setting, if it changes
+    extras: frozenset[str] | None = None  # the connection's new extensions, if they change
 
 
 def expect_first(data: bytes, limits: NodeLimits) -> Expect:
@@ -189,39 +202,42 @@ def expect_first(data: bytes, limits: NodeLimits) -> Expect:
     if len(data) > limits.max_frame_size or frame is None or frame.type != HANDSHAKE:
         return Expect(closes=True)
     if handshake_ok(frame.payload):
-        obj = json_object(frame.payload) or {}
-        return Expect(False, 0, HANDSHAKE, acks=obj.get("amopAcks") is True)
+        return Expect(False, 0, HANDSHAKE, extras=extras_of(frame.payload))
     return Expect(closes=None)
 
 
-def expect_after_handshake(data: bytes, limits: NodeLimits, acks: bool) -> Expect:
+def expect_after_handshake(data: bytes, limits: NodeLimits, extras: frozenset[str]) -> Expect:
     frame = parse_frame(data)
     if len(data) > limits.max_frame_size or frame is None:
         return Expect(closes=True)
     ptype = frame.type
+    acks = "acks" in extras
+    if frame.ext & EXT_RESPONSE and ptype != AMOP_RESPONSE:
+        return Expect(False)  # an answer nobody asked for: ignored
     if ptype in SDK_QUERIES:
-        return Expect(False, ANY)
-    if ptype not in SERVED or (frame.ext & EXT_RESPONSE and ptype != AMOP_RESPONSE):
-        # AMOP requests are always answered with AMOP_RESPONSE, other types in kind.
-        answer = AMOP_RESPONSE if ptype in (AMOP_REQUEST, AMOP_BROADCAST) else ptype
-        return Expect(False, UNSUPPORTED_TYPE, answer)
+        return Expect(False, ANY) if "private" in extras else Expect(False)
+    if ptype == NODE_STATUS:
+        return Expect(False, 0, NODE_STATUS) if "status" in extras else Expect(False)
+    if ptype not in SERVED:
+        return Expect(False)  # as a 3.x node: not served, not answered
+    if ptype == RPC_REQUEST:
+        return Expect(False, 0, 0)  # a JSON-RPC error in a frame of type 0
     if ptype == HANDSHAKE:
         if not handshake_ok(frame.payload):
             return Expect(False, INVALID_REQUEST, HANDSHAKE)
-        obj = json_object(frame.payload) or {}
-        return Expect(False, 0, HANDSHAKE, acks=obj.get("amopAcks") is True)
+        return Expect(False, 0, HANDSHAKE, extras=extras_of(frame.payload))
     if ptype == AMOP_SUBTOPIC:
         if not subtopic_ok(frame.payload, limits):
-            return Expect(False, INVALID_REQUEST, AMOP_SUBTOPIC)
+            return Expect(False, INVALID_REQUEST if acks else None, AMOP_SUBTOPIC)
         return Expect(False, 0 if acks else None, AMOP_SUBTOPIC)
-    if ptype in (AMOP_REQUEST, AMOP_BROADCAST):
+    if ptype == AMOP_BROADCAST:
+        if parse_body(frame.payload) is None:
+            return Expect(False, INVALID_REQUEST if acks else None, AMOP_RESPONSE)
+        return Expect(False, 0 if acks else None, AMOP_RESPONSE)
+    if ptype == AMOP_REQUEST:
         if parse_body(frame.payload) is None:
             return Expect(False, INVALID_REQUEST, AMOP_RESPONSE)
-        if ptype == AMOP_BROADCAST:
-            return Expect(False, 0, AMOP_RESPONSE)
         return Expect(False, None, AMOP_RESPONSE, later=True)
-    if ptype == NODE_STATUS:
-        return Expect(False, 0, NODE_STATUS)
     return Expect(False)  # AMOP_RESPONSE: matched to a delivery or dropped, never answered
 
 
@@ -244,7 +260,7 @@ class Conn:
         self.closed = False
         self.backlog: list[RawFrame] = []
         self.handshaken = False
-        self.acks = False
+        self.extras: frozenset[str] = frozenset()
 
     async def send(self, data: bytes | str) -> bool:
         """False when the node already closed the connection."""
@@ -301,23 +317,24 @@ class Conn:
         return await self.answer(seq)
 
     async def handshake(self, *, acks: bool = False) -> None:
+        """A cpp-sdk's handshake; with ``acks``, asking for all of amop_trio's extras."""
         request: dict[str, Any] = {"minVersion": 0, "maxVersion": 2, "moduleID": 2}
         if acks:
-            request["amopAcks"] = True
+            request["amopTrio"] = sorted(EXTRAS)
         answer = await self.request(HANDSHAKE, json.dumps(request).encode())
         assert answer is not None, "the node closed a connection during a valid handshake"
         assert answer.status == 0, answer
         assert json_object(answer.payload) is not None, answer
         self.handshaken = True
-        self.acks = acks
+        self.extras = EXTRAS if acks else frozenset()
 
     async def probe(self) -> bool:
-        """True if the connection still serves: a non-AMOP request gets 3004."""
+        """True if the connection still serves: JSON-RPC gets a JSON-RPC error, type 0."""
         answer = await self.request(RPC_REQUEST, b"{}")
         if answer is None:
             return False
-        assert answer.status == UNSUPPORTED_TYPE, answer
-        assert answer.type == RPC_REQUEST, answer
+        assert (answer.type, answer.status) == (0, 0), answer
+        assert json.loads(answer.payload)["error"]["code"] == -32600, answer
         return True
 
     async def subscribe(self, topics: list[str]) -> RawFrame | None:
@@ -706,10 +723,10 @@ async def check_case(h: Harness, conn: Conn, data: bytes | str, expect: Expect, 
                         conn.closed = True
                         return
                     conn.handshaken = True
-                    if expect.acks is not None:
-                        conn.acks = expect.acks
+                    if expect.extras is not None:
+                        conn.extras = expect.extras
                     return
-    # Must stay up: a probe gets its 3004, and the frame got exactly what it deserves.
+    # Must stay up: a probe gets its answer, and the frame got exactly what it deserves.
     try:
         alive = await conn.probe()
     except trio.TooSlowError:
@@ -739,8 +756,8 @@ async def check_case(h: Harness, conn: Conn, data: bytes | str, expect: Expect, 
         assert answer.type == AMOP_RESPONSE, f"{context}: answered {answer}"
     if expect.status == 0 and expect.answer_type == HANDSHAKE:
         conn.handshaken = True
-    if expect.acks is not None:
-        conn.acks = expect.acks
+    if expect.extras is not None:
+        conn.extras = expect.extras
 
 
 class Fuzzer:
@@ -767,7 +784,7 @@ class Fuzzer:
         if conn is None or conn.closed or not conn.handshaken:
             conn = await self.fresh(handshake=True)
         expect = (
-            expect_after_handshake(data, self.h.limits, conn.acks)
+            expect_after_handshake(data, self.h.limits, conn.extras)
             if isinstance(data, bytes)
             else Expect(True)
         )
@@ -825,8 +842,9 @@ BAD_HANDSHAKES = [
 ]
 GOOD_HANDSHAKES = [
     b'{"minVersion": 0, "maxVersion": 2, "moduleID": 2}',
-    b'{"minVersion": 0, "maxVersion": 2, "moduleID": 2, "amopAcks": true}',
-    b'{"minVersion": 4294967295, "maxVersion": 0, "moduleID": 4294967295, "amopAcks": "yes"}',
+    b'{"minVersion": 0, "maxVersion": 2, "moduleID": 2, "amopTrio": ["acks"]}',
+    b'{"maxVersion": 2, "amopTrio": ["status", "private", 7, null, "acks", "unknown"]}',
+    b'{"minVersion": 4294967295, "maxVersion": 0, "moduleID": 4294967295, "amopTrio": "yes"}',
     b"{}",
     b'{"\\ud800": 1, "maxVersion": 2, "maxVersion": 1}',
 ]
@@ -1007,7 +1025,7 @@ async def test_truncated_and_seqlen_frames_close_only_their_connection() -> None
                 await fuzzer.both(data, f"seqLen {seq_len} with {actual} bytes")
             # seqLen exactly at the end (no ext would fit): malformed.
             await fuzzer.both(HEAD.pack(0, RPC_REQUEST, 0, 4) + b"abcd" + b"\x00", "no ext")
-            # Exactly 10 bytes, empty seq: well formed, so it is answered (3004 for 0x102).
+            # Exactly 10 bytes, empty seq: well formed, so it is answered (JSON-RPC error).
             await fuzzer.after_handshake(pack_frame(RPC_REQUEST, b""), "10-byte frame")
             # A huge seq that fits the frame: well formed, answered under that seq.
             big_seq = b"s" * (h.limits.max_frame_size - 100)
@@ -1019,7 +1037,7 @@ async def test_truncated_and_seqlen_frames_close_only_their_connection() -> None
 async def test_malformed_amop_bodies_get_3005_and_the_connection_goes_on() -> None:
     with trio.fail_after(30):
         async with under_fire("amop-bodies") as h, h.conn() as conn:
-            await conn.handshake()
+            await conn.handshake(acks=True)  # multicasts are answered only then
             for ptype in (AMOP_REQUEST, AMOP_BROADCAST):
                 for body in bad_bodies():
                     h.cases += 1
@@ -1069,10 +1087,11 @@ async def test_bad_json_in_handshake_and_subtopic() -> None:
                 assert await conn.probe()
 
 
-async def test_unknown_packet_types_get_3004() -> None:
-    """Every non-AMOP type, the node-link types 0x1000-0x10FF on the SDK port
-    included, and answers sent as requests: 3004, connection kept. Before the
-    handshake any of them closes the connection."""
+async def test_unknown_packet_types_are_ignored() -> None:
+    """Every type the node does not serve, the node-link types 0x1000-0x10FF on the
+    SDK port included, its own queries for a client that did not ask for them, and
+    answers sent as requests: no answer at all (as a 3.x node), connection kept.
+    Before the handshake any of them closes the connection."""
     with trio.fail_after(40):
         async with under_fire("packet-types") as h:
             hello = json.dumps({"nodeId": "f" * 64, "endpoints": ["ws://127.0.0.1:1"]}).encode()
@@ -1086,7 +1105,6 @@ async def test_unknown_packet_types_get_3004() -> None:
                     1,
                     0xFF,
                     BLOCK_NOTIFY,
-                    RPC_REQUEST,
                     GROUP_NOTIFY,
                     0x104,
                     0x10F,
@@ -1101,15 +1119,25 @@ async def test_unknown_packet_types_get_3004() -> None:
                     0x8000,
                     0xFFFF,
                 ]
-                types += [t for t in range(0x1000, 0x1100) if t not in SDK_QUERIES | {NODE_STATUS}]
+                types += list(range(0x1000, 0x1100))  # amop_trio's own: not asked for
                 for ptype in types:
                     payload = {PEER_HELLO: hello, PEER_LINK_STATE: link_state}.get(ptype, b"{}")
                     h.cases += 1
-                    answer = await conn.request(ptype, payload)
-                    assert answer is not None, f"type {ptype:#x} closed the connection"
-                    assert answer.status == UNSUPPORTED_TYPE, (hex(ptype), answer)
-                    assert answer.type == ptype, (hex(ptype), answer)
+                    seq = new_seq()
+                    assert await conn.send(pack_frame(ptype, seq, payload))
+                    assert await conn.probe(), f"type {ptype:#x} closed the connection"
+                    assert [f for f in conn.backlog if f.seq == seq] == [], hex(ptype)
+                # Requests flagged as responses are not served either.
+                for ptype in (HANDSHAKE, AMOP_SUBTOPIC, AMOP_REQUEST, AMOP_BROADCAST, NODE_STATUS):
+                    h.cases += 1
+                    seq = new_seq()
+                    frame = pack_frame(ptype, seq, pack_body("fuzz-req", b"x"), ext=EXT_RESPONSE)
+                    assert await conn.send(frame)
+                    assert await conn.probe()
+                    assert [f for f in conn.backlog if f.seq == seq] == [], hex(ptype)
+            async with h.conn() as conn:
                 # The node's own SDK-port queries, with junk: refused or served, never fatal.
+                await conn.handshake(acks=True)
                 for ptype in sorted(SDK_QUERIES):
                     for payload in [b"", b"{}", b"junk", DEEP_ARRAY, hello]:
                         h.cases += 1
@@ -1117,13 +1145,6 @@ async def test_unknown_packet_types_get_3004() -> None:
                         assert await conn.send(pack_frame(ptype, seq, payload))
                         assert await conn.probe(), f"type {ptype:#x} closed the connection"
                         conn.backlog = [f for f in conn.backlog if f.seq != seq]
-                # Requests flagged as responses are not served either.
-                for ptype in (HANDSHAKE, AMOP_SUBTOPIC, AMOP_REQUEST, AMOP_BROADCAST, NODE_STATUS):
-                    h.cases += 1
-                    answer = await conn.request(
-                        ptype, pack_body("fuzz-req", b"x"), ext=EXT_RESPONSE
-                    )
-                    answered(answer, UNSUPPORTED_TYPE)
                 # A forged link-state advertisement changed nothing.
                 assert h.node.table.topics() == {HEALTHY_TOPIC: 1}
                 assert h.node.status().get("links", []) == [], h.node.status()
@@ -1156,7 +1177,7 @@ async def test_text_messages_and_oversized_frames() -> None:
             await fuzzer.close()
             # Exactly at the limit is still a frame: answered, connection kept.
             async with h.conn() as conn:
-                await conn.handshake()
+                await conn.handshake(acks=True)
                 head = len(pack_frame(AMOP_BROADCAST, new_seq(), pack_body("fuzz-none")))
                 body = pack_body("fuzz-none", b"x" * (limit - head))
                 answer = await conn.request(AMOP_BROADCAST, body)

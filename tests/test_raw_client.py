@@ -1,4 +1,4 @@
-"""A raw ws client written only from the byte tables of PROTOCOL.md section 1.
+"""A raw ws client written only from the byte tables of docs/PROTOCOL.md section 1.
 
 Nothing here uses amop_trio's codec or client: frames are packed and parsed
 with ``struct`` by the helpers below, and the WebSocket layer is plain
@@ -41,7 +41,6 @@ from .spec_bytes import (
 )
 
 NO_SUBSCRIBER_NODE = 3001
-UNSUPPORTED_TYPE = 3004
 INVALID_REQUEST = 3005  # amop_trio's own code for an undecodable request
 SEQ_RE = re.compile(rb"[0-9a-f]{32}")
 TIMEOUT = 10
@@ -77,10 +76,13 @@ class RawConn:
     async def answer_to(self, seq: bytes) -> RawFrame:
         return await self.receive_until(lambda f: f.seq == seq)
 
-    async def handshake(self) -> dict[str, Any]:
+    async def handshake(self, extras: list[str] | None = None) -> dict[str, Any]:
+        """Handshake as the cpp-sdk does; ``extras`` asks for amop_trio's extensions."""
         seq = new_seq()
-        request = json.dumps({"minVersion": 0, "maxVersion": 2, "moduleID": 2}).encode()
-        await self.send(pack_frame(HANDSHAKE, seq, request))
+        hello: dict[str, Any] = {"maxVersion": 2, "minVersion": 0, "moduleID": 2}
+        if extras is not None:
+            hello["amopTrio"] = extras
+        await self.send(pack_frame(HANDSHAKE, seq, json.dumps(hello).encode()))
         answer = await self.answer_to(seq)
         assert answer.status == 0, answer
         info = json.loads(answer.payload)
@@ -88,6 +90,10 @@ class RawConn:
         assert isinstance(version, int), info
         assert not isinstance(version, bool), info
         assert version >= 1, info
+        if extras is None:  # a real 3.x node's answer, byte for byte (FastWriter)
+            assert answer.payload == (
+                b'{"groupBlockNumber":[],"groupInfoList":[],"protocolVersion":2}\n'
+            )
         return info
 
     async def subscribe(self, topics: list[str]) -> None:
@@ -165,15 +171,12 @@ async def test_raw_client_scenario() -> None:
             # 3. unicast: request out to S, S's reply back to P
             await unicast(pub, sub, "raw-topic", b"ping", b"pong")
 
-            # 4. multicast: S gets it, P gets an AMOP_RESPONSE with status 0
-            seq = new_seq()
-            await pub.send(pack_frame(AMOP_BROADCAST, seq, pack_body("raw-topic", b"all")))
+            # 4. multicast: S gets it, P gets no answer (as from a 3.x node)
+            quiet = new_seq()
+            await pub.send(pack_frame(AMOP_BROADCAST, quiet, pack_body("raw-topic", b"all")))
             delivered = await sub.receive_until(lambda f: f.type == AMOP_BROADCAST)
             assert parse_body(delivered.payload) == (0, "raw-topic", b"all")
             assert SEQ_RE.fullmatch(delivered.seq), delivered
-            answer = await pub.answer_to(seq)
-            assert answer.type == AMOP_RESPONSE, answer
-            assert answer.status == 0, answer
 
             # 5. unicast to a topic nobody subscribes to: 3001 with an error text
             seq = new_seq()
@@ -184,12 +187,19 @@ async def test_raw_client_scenario() -> None:
             assert answer.payload, answer
             answer.payload.decode("utf-8")
 
-            # 6. a packet type that is not AMOP: 3004
+            # 6. JSON-RPC: a 3.x node's "method not found", in a frame of type 0
             seq = new_seq()
             rpc = b'{"jsonrpc":"2.0","method":"getBlockNumber","params":["group0",""],"id":1}'
             await pub.send(pack_frame(RPC_REQUEST, seq, rpc))
             answer = await pub.answer_to(seq)
-            assert answer.status == UNSUPPORTED_TYPE, answer
+            assert (answer.type, answer.status) == (0, 0), answer
+            error = json.loads(answer.payload)
+            assert (error["id"], error["jsonrpc"]) == (1, "2.0"), error
+            assert error["error"]["code"] == -32601, error
+
+            # 6b. types a 3.x node does not serve get nothing, amop_trio's own included
+            for ptype in (0x101, 0x120, 0x1010, 0x7FFF):
+                await pub.send(pack_frame(ptype, new_seq(), b"{}"))
 
             # 7. topicLen runs past the end of the body: refused, connection kept
             seq = new_seq()
@@ -207,20 +217,58 @@ async def test_raw_client_scenario() -> None:
             async with raw_connection(node.endpoint) as pub2:
                 await pub2.handshake()
                 await unicast(pub2, sub, "raw-topic", b"after", b"fine")
-            # nothing unexpected reached the subscriber along the way
+            # nothing unexpected reached the subscriber along the way, nor the publisher
             assert sub.backlog == []
+            assert pub.backlog == []
+
+
+async def test_extensions_only_for_a_client_that_asks() -> None:
+    """amop_trio's extras (acknowledgements, status queries) for a client that asks in
+    its handshake, with a grant that says what it got, its node id and frame limit."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_node("127.0.0.1:0", node_id="raw-node") as node,
+            raw_connection(node.endpoint) as sub,
+            raw_connection(node.endpoint) as pub,
+        ):
+            await sub.handshake()
+            info = await pub.handshake(["acks", "status", "future-extra"])
+            grant = info["amopTrio"]
+            assert grant == {
+                "extras": ["acks", "status"],
+                "maxFrameSize": node.limits.max_frame_size,
+                "nodeId": "raw-node",
+            }
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_SUBTOPIC, seq, b'{"topics":["mine"]}'))
+            answer = await pub.answer_to(seq)
+            assert (answer.type, answer.status) == (AMOP_SUBTOPIC, 0), answer
+
+            await sub.subscribe(["raw-topic"])
+            await wait_subscribed(node, "raw-topic")
+            seq = new_seq()
+            await pub.send(pack_frame(AMOP_BROADCAST, seq, pack_body("raw-topic", b"all")))
+            answer = await pub.answer_to(seq)
+            assert (answer.type, answer.status) == (AMOP_RESPONSE, 0), answer
+            assert answer.ext & EXT_RESPONSE, answer
+            await sub.receive_until(lambda f: f.type == AMOP_BROADCAST)
+
+            seq = new_seq()
+            await pub.send(pack_frame(0x1010, seq, b"{}"))
+            answer = await pub.answer_to(seq)
+            assert answer.status == 0, answer
+            assert json.loads(answer.payload)["nodeId"] == "raw-node"
 
 
 @pytest.mark.parametrize("ptype", [AMOP_REQUEST, AMOP_BROADCAST], ids=["unicast", "multicast"])
 async def test_malformed_request_answered_as_amop_response(ptype: int) -> None:
-    """PROTOCOL.md: AMOP_RESPONSE (0x113) is the answer to 0x111 ("From the node:
-    the subscriber's reply, or status != 0 and a UTF-8 error text"), and the node
-    "answers each AMOP_BROADCAST with an AMOP_RESPONSE (same seq, status 0 or an
-    error code)". So a refused request must come back as 0x113, not echoed as
-    0x111 / 0x112, which a client could take for an incoming delivery."""
+    """docs/PROTOCOL.md sections 1 and 8: AMOP_RESPONSE (0x113) answers 0x111, and
+    0x112 for a client granted "acks"; a malformed request gets 3005 and a text. It
+    must come back as 0x113, not echoed as 0x111 / 0x112, which a client could take
+    for an incoming delivery."""
     with trio.fail_after(TIMEOUT):
         async with open_node("127.0.0.1:0") as node, raw_connection(node.endpoint) as pub:
-            await pub.handshake()
+            await pub.handshake(["acks"])  # a 3.x node never answers a multicast
             seq = new_seq()
             await pub.send(pack_frame(ptype, seq, BODY_HEAD.pack(0, 50) + b"t"))
             answer = await pub.answer_to(seq)

@@ -1,4 +1,4 @@
-"""Tests of the sans-I/O channel codec (PROTOCOL.md section 2).
+"""Tests of the sans-I/O channel codec (docs/PROTOCOL.md section 2).
 
 Golden vectors are assembled by hand from the spec table, field by field in
 literal hex, so they share no packing code with the codec under test. The
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from amop_trio._errors import AmopError, EncodeError, FrameTooLargeError, WireError
 from amop_trio._wire import fisco2 as channel
+from amop_trio._wire.extensions import Grant
 from amop_trio._wire.fisco2 import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
@@ -631,6 +632,8 @@ def test_handshake_request_round_trip(lo: int, hi: int, client_type: str) -> Non
 def test_handshake_response_round_trip(protocol: int, node_version: str) -> None:
     resp = ChannelHandshakeResponse(protocol, node_version)
     assert ChannelHandshakeResponse.decode(resp.encode()) == resp
+    granted = ChannelHandshakeResponse(protocol, node_version, Grant(frozenset({"status"}), "n", 9))
+    assert ChannelHandshakeResponse.decode(granted.encode()) == granted
 
 
 @fast
@@ -654,6 +657,21 @@ def test_verify_result_round_trip(check: int, node_id: str, topic: str) -> None:
     decoded = ChannelVerifyResult.decode(res.encode())
     assert decoded == res
     assert decoded.verified == (check == 0)
+
+
+def test_handshake_request_extensions() -> None:
+    req = ChannelHandshakeRequest(extras=frozenset({"status"}))
+    assert req.encode() == (
+        b'{"minimumSupport":1,"maximumSupport":3,"clientType":"amop_trio","amopTrio":["status"]}'
+    )
+    assert ChannelHandshakeRequest.decode(req.encode()) == req
+    # only a list of names asks for anything; other entries are skipped
+    assert ChannelHandshakeRequest.decode(b'{"amopTrio":["status",1,null,"x"]}').extras == {
+        "status",
+        "x",
+    }
+    for other in (b'{"amopTrio":1}', b'{"amopTrio":"status"}', b'{"amopTrio":{"status":1}}'):
+        assert ChannelHandshakeRequest.decode(other).extras == frozenset()
 
 
 def test_handshake_request_defaults_like_a_node() -> None:
@@ -776,37 +794,32 @@ def test_verify_result_bad_fields(payload: bytes, key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_data", "answer"),
+    ("protocol", "request_data", "answer"),
     [
-        (b"0", b"1"),
-        (b"0\n", b"1"),
-        (b'{"heartBeat":0}', b'{"heartBeat":1}'),
-        (b'{"heartBeat":0}\n', b'{"heartBeat":1}'),  # jsoncpp FastWriter adds a newline
-        (b'{ "heartBeat" : 0 }', b'{"heartBeat":1}'),
-        (b"", b'{"heartBeat":1}'),
-        (b" \n", b'{"heartBeat":1}'),
+        # FB2 ChannelRPCServer::onClientHeartbeat: by the session's protocol, not the body.
+        (1, b"0", b"1"),
+        (1, b"", None),  # go-sdk and python-sdk beat with an empty body: unanswered on v1
+        (1, b"0\n", None),
+        (1, b'{"heartBeat":0}', None),
+        (2, b'{"heartBeat":0}', b'{"heartBeat":1}\n'),
+        (3, b'{"heartBeat":0}', b'{"heartBeat":1}\n'),
+        (3, b"", b'{"heartBeat":1}\n'),
+        (3, b"0", b'{"heartBeat":1}\n'),
+        (3, b"\xff garbage", b'{"heartBeat":1}\n'),
     ],
 )
-def test_heartbeat_answer(request_data: bytes, answer: bytes) -> None:
-    assert heartbeat_answer(request_data) == answer
-    assert is_heartbeat_answer(answer)
+def test_heartbeat_answer_by_protocol(protocol: int, request_data: bytes, answer: bytes) -> None:
+    assert heartbeat_answer(protocol, request_data) == answer
+    if answer is not None:
+        assert is_heartbeat_answer(answer)
     assert not is_heartbeat_answer(request_data)
-
-
-@pytest.mark.parametrize(
-    "request_data",
-    [b"1", b"2", b'{"heartBeat":1}', b'{"heartBeat":false}', b"{}", b"[0]", b"\xff", b"0 0"],
-)
-def test_heartbeat_answer_refuses_non_requests(request_data: bytes) -> None:
-    with pytest.raises(WireError, match="heartbeat"):
-        heartbeat_answer(request_data)
 
 
 def test_heartbeat_constants_and_request() -> None:
     assert HEARTBEAT_REQUEST_V1 == b"0"
     assert HEARTBEAT_ANSWER_V1 == b"1"
     assert HEARTBEAT_REQUEST == b'{"heartBeat":0}'
-    assert HEARTBEAT_ANSWER == b'{"heartBeat":1}'
+    assert HEARTBEAT_ANSWER == b'{"heartBeat":1}\n'  # jsoncpp FastWriter's newline
     assert heartbeat_request(1) == b"0"
     assert heartbeat_request(2) == heartbeat_request(3) == b'{"heartBeat":0}'
     assert is_heartbeat_answer(b'{"heartBeat":1}\n')
@@ -819,7 +832,6 @@ def test_heartbeat_constants_and_request() -> None:
 DECODERS: list[Callable[[bytes], object]] = [
     decode_topic_body,
     decode_subscription,
-    heartbeat_answer,
     ChannelHandshakeRequest.decode,
     ChannelHandshakeResponse.decode,
     ChannelVerifyRequest.decode,
@@ -828,7 +840,6 @@ DECODERS: list[Callable[[bytes], object]] = [
 decoder_ids = [
     "topic_body",
     "subscription",
-    "heartbeat",
     "handshake_request",
     "handshake_response",
     "verify_request",
@@ -930,25 +941,26 @@ HEARTBEAT_V2_WIRE = (
     + H("7b 22686561727442656174 22 3a 30 7d")  # {"heartBeat":0}
 )
 HEARTBEAT_V2_ANSWER_WIRE = (
-    H("00000039")  # length 57
+    H("0000003a")  # length 58
     + H("0013")  # type HEARTBEAT
     + H(SEQ_HEX)  # the request's seq
     + H("00000000")  # result 0
-    + H("7b 22686561727442656174 22 3a 31 7d")  # {"heartBeat":1}
+    + H("7b 22686561727442656174 22 3a 31 7d 0a")  # {"heartBeat":1}\n (FastWriter's newline)
 )
 HEARTBEAT_V1_WIRE = H("0000002b 0013") + H(SEQ_HEX) + H("00000000 30")  # 43 bytes, "0"
 HEARTBEAT_V1_ANSWER_WIRE = H("0000002b 0013") + H(SEQ_HEX) + H("00000000 31")  # "1"
 HEARTBEAT_EMPTY_WIRE = H("0000002a 0013") + H(SEQ_HEX) + H("00000000")  # header only: 42
 
-HANDSHAKE_JSON = b'{"minimumSupport":1,"maximumSupport":3,"clientType":"java-sdk"}'
+# go-sdk 1.x's handshake (json.Marshal of its struct; Java puts maximumSupport first)
+HANDSHAKE_JSON = b'{"minimumSupport":1,"maximumSupport":3,"clientType":"Go-SDK"}'
 HANDSHAKE_WIRE = (
-    H("00000069")  # length 105 = 42 + 63
+    H("00000067")  # length 103 = 42 + 61
     + H("0014")  # type HANDSHAKE
     + H(SEQ_HEX)  # seq
     + H("00000000")  # result 0
     + H("7b 226d696e696d756d537570706f727422 3a 31")  # {"minimumSupport":1
     + H("2c 226d6178696d756d537570706f727422 3a 33")  # ,"maximumSupport":3
-    + H("2c 22636c69656e745479706522 3a 226a6176612d73646b22 7d")  # ,"clientType":"java-sdk"}
+    + H("2c 22636c69656e745479706522 3a 22476f2d53444b22 7d")  # ,"clientType":"Go-SDK"}
 )
 # a real node's answer: jsoncpp's FastWriter sorts keys and ends with a newline
 HANDSHAKE_ANSWER_JSON = b'{"nodeVersion":"2.9.1","protocol":3}\n'
@@ -1017,10 +1029,10 @@ NO_PEER_WIRE = (
 # seq of 32 ASCII "0" (as in a node's pushes); result -1 as i32 is ffffffff
 NEGATIVE_RESULT_WIRE = H("0000002b 0031") + H(NODE_SEQ_HEX) + H("ffffffff 00")
 
+# as a 2.x node writes it (FB2 P2PSession.cpp, FastWriter): sorted keys, newline
 VERIFY_REQUEST_JSON = (
-    b'{"topic":"#!$TopicNeedVerify_T",'
-    b'"topicForCert":"#!$VerifyChannel_#!$TopicNeedVerify_T_0123456789abcdef0123456789abcdef",'
-    b'"nodeId":"abc"}'
+    b'{"nodeId":"abc","topic":"#!$TopicNeedVerify_T",'
+    b'"topicForCert":"#!$VerifyChannel_#!$TopicNeedVerify_T_0123456789abcdef0123456789abcdef"}\n'
 )
 VERIFY_RESULT_JSON = b'{"checkResult":0,"nodeId":"abc","topic":"#!$TopicNeedVerify_T"}'
 
@@ -1073,28 +1085,30 @@ def test_golden_stream_of_all_vectors() -> None:
 
 
 def test_golden_heartbeats() -> None:
-    for request, answer in (
-        (HEARTBEAT_V2_WIRE, HEARTBEAT_V2_ANSWER_WIRE),
-        (HEARTBEAT_V1_WIRE, HEARTBEAT_V1_ANSWER_WIRE),
-        (HEARTBEAT_EMPTY_WIRE, HEARTBEAT_V2_ANSWER_WIRE),
+    for protocol, request, answer in (
+        (3, HEARTBEAT_V2_WIRE, HEARTBEAT_V2_ANSWER_WIRE),
+        (1, HEARTBEAT_V1_WIRE, HEARTBEAT_V1_ANSWER_WIRE),
+        (3, HEARTBEAT_EMPTY_WIRE, HEARTBEAT_V2_ANSWER_WIRE),
     ):
         frame = decode_channel_frame(request)
         assert frame.type == ChannelType.HEARTBEAT
-        reply = ChannelFrame(frame.type, frame.seq, 0, heartbeat_answer(frame.data))
-        assert encode_channel_frame(reply) == answer
+        data = heartbeat_answer(protocol, frame.data)
+        assert data is not None
+        assert encode_channel_frame(ChannelFrame(frame.type, frame.seq, 0, data)) == answer
         assert is_heartbeat_answer(decode_channel_frame(answer).data)
+    assert heartbeat_answer(1, decode_channel_frame(HEARTBEAT_EMPTY_WIRE).data) is None
 
 
 def test_golden_handshake() -> None:
-    assert ChannelHandshakeRequest(client_type="java-sdk").encode() == HANDSHAKE_JSON
+    assert ChannelHandshakeRequest(client_type="Go-SDK").encode() == HANDSHAKE_JSON
     frame = decode_channel_frame(HANDSHAKE_WIRE)
     assert frame.type == ChannelType.HANDSHAKE
     req = ChannelHandshakeRequest.decode(frame.data)
-    assert req == ChannelHandshakeRequest(1, 3, "java-sdk")
+    assert req == ChannelHandshakeRequest(1, 3, "Go-SDK")
     assert req.choose_protocol(1, 3) == 3
     answer = ChannelHandshakeResponse.decode(decode_channel_frame(HANDSHAKE_ANSWER_WIRE).data)
     assert answer == ChannelHandshakeResponse(protocol=3, node_version="2.9.1")
-    assert answer.encode() == b'{"protocol":3,"nodeVersion":"2.9.1"}'
+    assert answer.encode() == HANDSHAKE_ANSWER_JSON  # a 2.x node's bytes, newline included
 
 
 def test_golden_subscribe() -> None:

@@ -1,4 +1,4 @@
-"""Tests of the sans-I/O ws codec (PROTOCOL.md section 1).
+"""Tests of the sans-I/O ws codec (docs/PROTOCOL.md section 1).
 
 Golden vectors are assembled by hand from the spec tables, field by field, so
 they do not share any packing code with the codec under test.
@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from amop_trio._errors import AmopError, EncodeError, FrameTooLargeError, WireError
+from amop_trio._wire.extensions import Grant
 from amop_trio._wire.fisco3 import (
     DEFAULT_MAX_FRAME_SIZE,
     EXT_RESPONSE,
@@ -139,12 +140,14 @@ def test_amop_body_topic_at_limit_round_trips() -> None:
 
 
 @fast
-@given(u32, u32, u32, st.booleans())
-def test_handshake_request_round_trip(lo: int, hi: int, module: int, acks: bool) -> None:
-    req = HandshakeRequest(min_version=lo, max_version=hi, module_id=module, amop_acks=acks)
+@given(u32, u32, u32, st.frozensets(st.sampled_from(["acks", "status", "private", "later"])))
+def test_handshake_request_round_trip(
+    lo: int, hi: int, module: int, extras: frozenset[str]
+) -> None:
+    req = HandshakeRequest(min_version=lo, max_version=hi, module_id=module, extras=extras)
     payload = req.encode()
     assert HandshakeRequest.decode(payload) == req
-    assert ("amopAcks" in json.loads(payload)) is acks
+    assert ("amopTrio" in json.loads(payload)) is bool(extras)
 
 
 @fast
@@ -158,15 +161,16 @@ def test_handshake_response_round_trip(version: int, extra: dict[str, Any]) -> N
     resp = HandshakeResponse(protocol_version=version, extra=extra)
     decoded = HandshakeResponse.decode(resp.encode())
     assert decoded == resp
-    assert decoded.amop_acks == (extra.get("amopAcks") is True)
+    assert (decoded.grant is None) == (not isinstance(extra.get("amopTrio"), dict))
 
 
 @fast
 @given(st.lists(st.text(max_size=30), max_size=10))
 def test_subtopic_round_trip(topic_list: list[str]) -> None:
+    # a set, as the cpp-sdk's std::set: sorted, each topic once
     payload = encode_subtopic(topic_list)
-    assert decode_subtopic(payload) == topic_list
-    assert decode_subtopic(encode_subtopic(tuple(topic_list))) == topic_list
+    assert decode_subtopic(payload) == sorted(set(topic_list))
+    assert decode_subtopic(encode_subtopic(tuple(topic_list))) == sorted(set(topic_list))
 
 
 def test_new_seq_is_32_lowercase_hex() -> None:
@@ -401,7 +405,7 @@ def test_subtopic_bad_topics(payload: bytes) -> None:
 
 
 def test_subtopic_empty_list_is_unsubscribe_all() -> None:
-    assert encode_subtopic([]) == b'{"topics":[]}'
+    assert encode_subtopic([]) == b'{"topics":[]}\n'
     assert decode_subtopic(b'{"topics": []}') == []
 
 
@@ -417,10 +421,11 @@ def test_handshake_request_bad_field(key: str, bad: str) -> None:
 def test_handshake_request_defaults_and_limits() -> None:
     assert HandshakeRequest.decode(b"{}") == HandshakeRequest(0, 0, 0)
     top = HandshakeRequest.decode(
-        b'{"minVersion":4294967295,"maxVersion":0,"moduleID":7,"amopAcks":1}'
+        b'{"minVersion":4294967295,"maxVersion":0,"moduleID":7,"amopTrio":"acks"}'
     )
-    assert top == HandshakeRequest(0xFFFFFFFF, 0, 7, amop_acks=False)  # only `true` counts
-    assert HandshakeRequest.decode(b'{"amopAcks":true}').amop_acks is True
+    assert top == HandshakeRequest(0xFFFFFFFF, 0, 7)  # only a list of names asks
+    assert HandshakeRequest.decode(b'{"amopTrio":["acks",7,"x"]}').extras == {"acks", "x"}
+    assert HandshakeRequest.decode(b'{"amopAcks":true}').extras == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -444,7 +449,8 @@ def test_handshake_response_bad_version(bad: bytes) -> None:
 SEQ = b"5f0b2c8e9a7d4e31b6c04f2a9d8e7c15"
 SEQ_HEX = "3566306232633865396137643465333162366330346632613964386537633135"
 
-HANDSHAKE_JSON = b'{"minVersion":0,"maxVersion":2,"moduleID":2}'
+# the cpp-sdk's bytes (HandshakeRequest::encode, FastWriter): sorted keys, newline
+HANDSHAKE_JSON = b'{"maxVersion":2,"minVersion":0,"moduleID":2}\n'
 HANDSHAKE_WIRE = (
     bytes.fromhex(
         "0000"  # version 0
@@ -455,9 +461,9 @@ HANDSHAKE_WIRE = (
     + bytes.fromhex(SEQ_HEX)  # seq
     + bytes.fromhex("0000")  # ext 0
     + bytes.fromhex(  # the JSON payload
-        "7b 226d696e56657273696f6e22 3a 30"  # {"minVersion":0
-        "2c 226d617856657273696f6e22 3a 32"  # ,"maxVersion":2
-        "2c 226d6f64756c65494422 3a 32 7d"  # ,"moduleID":2}
+        "7b 226d617856657273696f6e22 3a 32"  # {"maxVersion":2
+        "2c 226d696e56657273696f6e22 3a 30"  # ,"minVersion":0
+        "2c 226d6f64756c65494422 3a 32 7d 0a"  # ,"moduleID":2}\n
     )
 )
 
@@ -470,7 +476,7 @@ SUBTOPIC_WIRE = (
     )
     + bytes.fromhex(SEQ_HEX)  # seq
     + bytes.fromhex("0000")  # ext
-    + b'{"topics":["hello"]}'
+    + b'{"topics":["hello"]}\n'
 )
 
 REQUEST_BODY = bytes.fromhex(
@@ -516,7 +522,7 @@ GOLDEN = [
     ),
     pytest.param(
         SUBTOPIC_WIRE,
-        Frame(type=0x110, seq=SEQ, payload=b'{"topics":["hello"]}'),
+        Frame(type=0x110, seq=SEQ, payload=b'{"topics":["hello"]}\n'),
         id="subtopic",
     ),
     pytest.param(REQUEST_WIRE, Frame(type=0x111, seq=SEQ, payload=REQUEST_BODY), id="request"),
@@ -571,17 +577,23 @@ def test_golden_handshake_payload() -> None:
 
 
 def test_golden_handshake_answer_of_a_real_node() -> None:
-    payload = b'{"protocolVersion":1,"groupInfoList":[],"groupBlockNumber":[{"group0":1}]}'
+    # FB3 Rpc::onRecvHandshakeRequest writes with FastWriter: sorted keys, newline
+    payload = b'{"groupBlockNumber":[{"group0":1}],"groupInfoList":[],"protocolVersion":1}\n'
     resp = HandshakeResponse.decode(payload)
     assert resp.protocol_version == 1
     assert resp.extra == {"groupInfoList": [], "groupBlockNumber": [{"group0": 1}]}
-    assert not resp.amop_acks
+    assert resp.grant is None
     assert resp.encode() == payload
-    assert HandshakeResponse.decode(b'{"protocolVersion":2,"amopAcks":true}').amop_acks
+    granted = HandshakeResponse.decode(
+        b'{"amopTrio":{"extras":["acks"],"maxFrameSize":99,"nodeId":"n"},"protocolVersion":2}'
+    )
+    assert granted.grant == Grant(frozenset({"acks"}), "n", 99)
+    assert HandshakeResponse.decode(b'{"amopTrio":[],"protocolVersion":2}').grant is None
 
 
 def test_golden_subtopic_payload() -> None:
-    assert encode_subtopic(["hello"]) == b'{"topics":["hello"]}'
+    assert encode_subtopic(["hello"]) == b'{"topics":["hello"]}\n'
+    assert encode_subtopic(["b", "a", "b"]) == b'{"topics":["a","b"]}\n'  # the cpp-sdk's set
     assert decode_subtopic(decode_frame(SUBTOPIC_WIRE).payload) == ["hello"]
     # non-ASCII topics survive, escaped or not
     assert decode_subtopic('{"topics":["主题"]}'.encode()) == ["主题"]

@@ -162,6 +162,7 @@ def _add_node(command: Any) -> None:
     node.add_argument(
         "--node-id", help="this node's id (default: from --config, the certificate or addresses)"
     )
+    node.add_argument("--chain-id", default="1", help="chain id told to 2.x SDKs (default 1)")
     node.add_argument(
         "--certs",
         type=Path,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from .._errors import ConnectError, RejectedError, WireError
 from .._log import log_event
 from .._transport import channel_socket
+from .._wire.extensions import CHANNEL_EXTRAS, STATUS
 from .._wire.fisco2 import (
     ChannelFrame,
     ChannelHandshakeRequest,
@@ -29,7 +30,7 @@ from .._wire.fisco2 import (
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .events import Answer, Delivery, Inbound
-from .link import AMOP_TRIO_NODE_VERSION, Link, handshake
+from .link import Link, handshake
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -138,7 +139,8 @@ async def open_channel_link(
     )
     link = ChannelLink(sock, url, outbox_size, max_frame_size)
     seq = new_channel_seq()
-    request = ChannelFrame(ChannelType.HANDSHAKE, seq, data=ChannelHandshakeRequest().encode())
+    hello = ChannelHandshakeRequest(extras=CHANNEL_EXTRAS)  # real nodes ignore the extensions
+    request = ChannelFrame(ChannelType.HANDSHAKE, seq, data=hello.encode())
 
     def accept(answer: Answer) -> ChannelHandshakeResponse:
         if answer.status != 0:
@@ -148,7 +150,10 @@ async def open_channel_link(
 
     info = await handshake(link, url, seq, encode_channel_frame(request), accept, connect_timeout)
     link.version = info.protocol
-    link.amop_trio_node = info.node_version.startswith(AMOP_TRIO_NODE_VERSION)
+    grant = info.grant  # only an amop_trio node grants anything
+    link.amop_trio_node = grant is not None and STATUS in grant.extras
+    if grant is not None and grant.max_frame_size > 0:
+        link.max_send_size = min(max_frame_size, grant.max_frame_size)
     sock.heartbeat = link.heartbeat_frame
     log_event(
         logger,

@@ -6,10 +6,11 @@ import logging
 import ssl
 from collections.abc import Sequence
 
-from .._errors import ConnectError, WireError
+from .._errors import ConnectError, RejectedError, WireError
 from .._log import log_event
 from .._transport import ws_socket
 from .._transport.connection import FrameTransport
+from .._wire.extensions import ACKS, PRIVATE, STATUS, WS_EXTRAS
 from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.fisco3 import (
     EXT_RESPONSE,
@@ -25,6 +26,7 @@ from .._wire.fisco3 import (
     new_seq,
 )
 from .._wire.peer import PeerType
+from .._wire.status import Status
 from .events import Answer, Delivery, Inbound
 from .link import Link, handshake
 
@@ -40,6 +42,8 @@ class WsLink(Link):
         super().__init__(sock, endpoint, outbox_size, max_frame_size)
         #: Whether the node acknowledges AMOP_SUBTOPIC (and AMOP_BROADCAST): amop_trio nodes.
         self.acks = False
+        #: The amop_trio extensions the node granted (none from a real node).
+        self.extras: frozenset[str] = frozenset()
 
     def decode(self, data: bytes) -> Inbound:
         frame = decode_frame(data, max_size=self.max_frame_size)
@@ -80,6 +84,11 @@ class WsLink(Link):
         return None
 
     async def node_status(self) -> Answer:
+        if STATUS not in self.extras:
+            raise RejectedError(
+                Status.UNSUPPORTED_TYPE,
+                "status queries need an amop_trio node; this node does not answer them",
+            )
         seq = new_seq()
         return await self.request(seq, encode_frame(Frame(PeerType.NODE_STATUS, seq, b"{}")))
 
@@ -101,7 +110,8 @@ async def open_ws_link(
     )
     link = WsLink(sock, url, outbox_size, max_frame_size)
     seq = new_seq()
-    request = Frame(PacketType.HANDSHAKE, seq, HandshakeRequest(amop_acks=True).encode())
+    hello = HandshakeRequest(extras=WS_EXTRAS)  # real nodes ignore the extensions key
+    request = Frame(PacketType.HANDSHAKE, seq, hello.encode())
 
     def accept(answer: Answer) -> HandshakeResponse:
         if answer.status != 0:
@@ -111,11 +121,12 @@ async def open_ws_link(
     info = await handshake(link, url, seq, encode_frame(request), accept, connect_timeout)
     # Only an amop_trio node grants extras: a real 3.x node answers no multicast and
     # no topic set, keeps every topic a connection ever sent, and has no private topics.
-    amop_trio = info.amop_acks
-    link.acks = link.acks_multicast = amop_trio
-    link.topics_replace = link.private_topics = amop_trio
-    node_limit = info.extra.get("maxFrameSize")
-    if isinstance(node_limit, int) and not isinstance(node_limit, bool) and node_limit > 0:
-        link.max_send_size = min(max_frame_size, node_limit)
+    grant = info.grant
+    link.extras = grant.extras if grant is not None else frozenset()
+    link.acks = link.acks_multicast = ACKS in link.extras
+    link.topics_replace = grant is not None
+    link.private_topics = PRIVATE in link.extras
+    if grant is not None and grant.max_frame_size > 0:
+        link.max_send_size = min(max_frame_size, grant.max_frame_size)
     log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
     return link

@@ -6,13 +6,17 @@ A ``ChannelSession`` is a ``Session`` like any ws client's: it joins the same
 across nodes. Inside the node a message is always a ws AMOP body; the session
 turns it into channel frames on the way out (``request_frame``,
 ``multicast_frame``, ``verify_request``), and ``ChannelService`` turns
-channel frames into calls on the way in (PROTOCOL.md section 2).
+channel frames into calls on the way in (docs/PROTOCOL.md section 2).
 
-Unlike a ws client, a channel client need not handshake first (protocol 1
-SDKs never do), subscriptions get no answer, and the node never pings: the
-client's heartbeats keep the session alive (``StreamSocket.ping``). A frame
-that cannot be parsed closes the connection; a readable frame with a bad body
-is answered with a 2.x result code and a UTF-8 error text, and logged.
+Towards a client the node behaves as a FISCO BCOS 2.x node: it answers the
+JSON-RPC calls SDKs make on connect (``rpc``), heartbeats by the session's
+negotiated protocol, handshakes with a 2.x ``nodeVersion``, and it answers
+nothing else a 2.x node leaves unanswered (subscriptions, verification
+results, unknown packet types). A client need not handshake (protocol 1 SDKs
+never do), and the node never pings: the client's heartbeats keep the session
+alive (``StreamSocket.ping``). A frame that cannot be parsed closes the
+connection; a unicast, multicast or handshake with a bad body is answered
+with a 2.x result code and a UTF-8 error text, and logged.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Any, ClassVar
 
 from .._errors import EncodeError, WireError
 from .._log import log_event
+from .._wire.extensions import CHANNEL_EXTRAS, STATUS, Grant
 from .._wire.fisco2 import (
-    HEARTBEAT_ANSWER,
     MAX_TOPIC_BYTES,
     ChannelFrame,
     ChannelHandshakeRequest,
@@ -50,6 +54,7 @@ from .._wire.status import Status
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .network import Network
+from .rpc import SUPPORTED_VERSION, channel_rpc_answer
 from .service import Service
 from .session import Session
 
@@ -58,12 +63,11 @@ logger = logging.getLogger("amop_trio.node")
 #: Channel protocol versions this node speaks (heartbeat "0"/"1" is version 1).
 PROTOCOL_MIN = 1
 PROTOCOL_MAX = 3
-#: ``nodeVersion`` of the handshake answer; amop_trio clients recognise it.
-NODE_VERSION = "amop_trio"
 #: Topics 2.x SDKs subscribe to on connect to get block numbers; accepted, ignored.
 BLOCK_NOTIFY_PREFIX = "_block_notify_"
-#: JSON-RPC's "method not found".
-_RPC_NOT_SUPPORTED = -32601
+#: Packet types whose bad bodies are answered with an error (the client waits for
+#: an answer to them); bad bodies of the others are only logged, as a 2.x node does.
+_ANSWERED = frozenset({ChannelType.HANDSHAKE, ChannelType.AMOP_REQUEST, ChannelType.AMOP_MULTICAST})
 #: Packet type of the answer to each request type; others are answered in kind.
 _ANSWER_TYPES: dict[int, int] = {
     ChannelType.AMOP_REQUEST: ChannelType.AMOP_RESPONSE,
@@ -81,6 +85,8 @@ class ChannelSession(Session):
     """One 2.x SDK client: a ``Session`` whose frames are channel frames."""
 
     protocol: ClassVar[str] = "channel"
+    #: The channel protocol version negotiated by HANDSHAKE (1 until then).
+    version: int = 1
 
     def __repr__(self) -> str:
         return f"<ChannelSession {self.id} {self.name}>"
@@ -173,19 +179,33 @@ class ChannelService(Service):
         while True:
             frame = decode_channel_frame(await session.sock.receive(), max_size=max_size)
             touch()
-            handler = _HANDLERS.get(frame.type)
-            if handler is None:
-                await self._refuse(
-                    session,
-                    frame,
-                    Status.UNSUPPORTED_TYPE,
-                    f"packet type {frame.type:#x} is not supported by this node",
+            served = _HANDLERS.get(frame.type)
+            if served is None or (served[1] is not None and served[1] not in session.extras):
+                # A 2.x node logs "unknown client message" and answers nothing.
+                log_event(
+                    logger,
+                    logging.DEBUG,
+                    "packet_ignored",
+                    session=session.id,
+                    type=hex(frame.type),
                 )
                 continue
             try:
-                await handler(self, session, frame)
+                await served[0](self, session, frame)
             except WireError as exc:
-                await self._refuse(session, frame, exc.status or Status.INVALID_REQUEST, str(exc))
+                status = exc.status or Status.INVALID_REQUEST
+                if frame.type in _ANSWERED:
+                    await self._refuse(session, frame, status, str(exc))
+                else:
+                    self.stats.refused += 1
+                    log_event(
+                        logger,
+                        logging.INFO,
+                        "channel_request_refused",
+                        session=session.id,
+                        type=hex(frame.type),
+                        error=exc,
+                    )
 
     async def _answer(
         self, session: ChannelSession, frame: ChannelFrame, result: int = 0, data: bytes = b""
@@ -219,23 +239,27 @@ class ChannelService(Service):
     # -- handlers -------------------------------------------------------------
 
     async def _on_heartbeat(self, session: ChannelSession, frame: ChannelFrame) -> None:
-        try:
-            answer = heartbeat_answer(frame.data)
-        except WireError:
-            answer = HEARTBEAT_ANSWER  # whatever it was, the client is alive
-        await self._answer(session, frame, 0, answer)
+        answer = heartbeat_answer(session.version, frame.data)
+        if answer is not None:  # protocol 1 answers only "0"; the frame counted as life anyway
+            await self._answer(session, frame, 0, answer)
 
     async def _on_handshake(self, session: ChannelSession, frame: ChannelFrame) -> None:
         request = ChannelHandshakeRequest.decode(frame.data)
         version = request.choose_protocol(PROTOCOL_MIN, PROTOCOL_MAX)
         if version is None:
+            # As a 2.x node: no overlap, no answer; the connection is dropped.
             error = (
                 f"the client speaks channel protocol versions {request.minimum_support} to "
                 f"{request.maximum_support}, this node {PROTOCOL_MIN} to {PROTOCOL_MAX}"
             )
-            await self._refuse(session, frame, Status.UNSUPPORTED_TYPE, error)
-            session.close(f"handshake failed: {error}")  # the answer still goes out first
+            log_event(logger, logging.WARNING, "channel_handshake_failed", error=error)
+            session.close(f"handshake failed: {error}")
             return
+        session.version = version
+        session.extras = request.extras & CHANNEL_EXTRAS
+        grant = None
+        if request.extras:
+            grant = Grant(session.extras, self.network.node_id, self.limits.max_frame_size)
         log_event(
             logger,
             logging.INFO,
@@ -244,9 +268,8 @@ class ChannelService(Service):
             protocol=version,
             client=request.client_type or "-",
         )
-        await self._answer(
-            session, frame, 0, ChannelHandshakeResponse(version, NODE_VERSION).encode()
-        )
+        answer = ChannelHandshakeResponse(version, SUPPORTED_VERSION, grant)
+        await self._answer(session, frame, 0, answer.encode())
 
     async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame) -> None:
         accepted, refused = [], []
@@ -260,15 +283,16 @@ class ChannelService(Service):
         if self.hub.set_topics(session.id, accepted, max_topics=self.limits.max_topics):
             self.network.topics_changed()
         if refused:
-            # 0x32 has no answer; this one exists only to say what was refused.
+            # 0x32 is never answered, even to say what was refused: log it.
+            self.stats.refused += 1
             shown = ", ".join(repr(t[:40] + "…" if len(t) > 40 else t) for t in refused[:5])
-            await self._refuse(
-                session,
-                frame,
-                Status.INVALID_REQUEST,
-                f"{len(refused)} topic(s) refused, a channel topic is 1 to "
-                f"{self.max_topic_bytes} bytes of UTF-8: {shown}",
-                level=logging.WARNING,
+            log_event(
+                logger,
+                logging.WARNING,
+                "topics_refused",
+                session=session.id,
+                count=len(refused),
+                error=f"a channel topic is 1 to {self.max_topic_bytes} bytes of UTF-8: {shown}",
             )
 
     async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
@@ -313,35 +337,26 @@ class ChannelService(Service):
         self.network.verification_result(ChannelVerifyResult.decode(frame.data))
 
     async def _on_rpc(self, session: ChannelSession, frame: ChannelFrame) -> None:
-        try:
-            request = json.loads(frame.data)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            request = None
-        message = "this is an amop_trio node: it relays AMOP messages and answers no JSON-RPC"
-        answer = {
-            "jsonrpc": "2.0",
-            "id": request.get("id") if isinstance(request, dict) else None,
-            "error": {"code": _RPC_NOT_SUPPORTED, "message": message},
-        }
-        self.stats.refused += 1
-        log_event(logger, logging.INFO, "rpc_refused", session=session.id)
-        result = channel_result_from_status(Status.UNSUPPORTED_TYPE)
-        await self._answer(session, frame, result, json.dumps(answer).encode())
+        # A 2.x node answers every request in a 0x12 frame with result 0, errors too.
+        answer = channel_rpc_answer(frame.data, chain_id=self.limits.chain_id)
+        log_event(logger, logging.DEBUG, "rpc", session=session.id)
+        await self._answer(session, frame, 0, answer)
 
     async def _on_status(self, session: ChannelSession, frame: ChannelFrame) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
 
-_HANDLERS: dict[int, Handler] = {
-    ChannelType.RPC: ChannelService._on_rpc,
-    ChannelType.HEARTBEAT: ChannelService._on_heartbeat,
-    ChannelType.HANDSHAKE: ChannelService._on_handshake,
-    ChannelType.AMOP_REQUEST: ChannelService._on_request,
-    ChannelType.AMOP_RESPONSE: ChannelService._on_response,
-    ChannelType.AMOP_SUBSCRIBE: ChannelService._on_subscribe,
-    ChannelType.AMOP_MULTICAST: ChannelService._on_multicast,
-    ChannelType.VERIFY_REQUEST: ChannelService._on_verify_request,
-    ChannelType.VERIFY_RESULT: ChannelService._on_verify_result,
+#: Packet types served: the handler, and the extension a client needs for it (or None).
+_HANDLERS: dict[int, tuple[Handler, str | None]] = {
+    ChannelType.RPC: (ChannelService._on_rpc, None),
+    ChannelType.HEARTBEAT: (ChannelService._on_heartbeat, None),
+    ChannelType.HANDSHAKE: (ChannelService._on_handshake, None),
+    ChannelType.AMOP_REQUEST: (ChannelService._on_request, None),
+    ChannelType.AMOP_RESPONSE: (ChannelService._on_response, None),
+    ChannelType.AMOP_SUBSCRIBE: (ChannelService._on_subscribe, None),
+    ChannelType.AMOP_MULTICAST: (ChannelService._on_multicast, None),
+    ChannelType.VERIFY_REQUEST: (ChannelService._on_verify_request, None),
+    ChannelType.VERIFY_RESULT: (ChannelService._on_verify_result, None),
     # amop_trio's own status query, the same packet type as on ws.
-    PeerType.NODE_STATUS: ChannelService._on_status,
+    PeerType.NODE_STATUS: (ChannelService._on_status, STATUS),
 }

@@ -1,11 +1,14 @@
-"""What a node allows each connection, and what it counts."""
+"""What a node allows each connection, what it tells SDKs about itself, and what it counts."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .._transport.ws_socket import HANDSHAKE_TIMEOUT
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
+
+_INT64 = re.compile(r"-?[0-9]{1,19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +22,21 @@ class NodeLimits:
     outbox_size: int = 512
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     #: Seconds a 2.x channel client may stay silent (no heartbeat, no frame) before it
-    #: is dropped; 2.x nodes allow 30. ws clients are pinged instead (``ping_interval``).
-    channel_idle_timeout: float = 30.0
+    #: is dropped; 2.x nodes allow 60 (FB2 ChannelSession.h), and go-sdk 1.x beats only
+    #: every 30 to 40 s. ws clients are pinged instead (``ping_interval``).
+    channel_idle_timeout: float = 60.0
+    #: The chain id 2.x SDKs are told (``getClientVersion``, "Chain Id"): go-sdk 1.x
+    #: refuses a node whose chain id differs from its configured one (1 by default).
+    chain_id: str = "1"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chain_id, str) or not _INT64.fullmatch(self.chain_id):
+            raise ValueError(
+                f"chain_id must be a base-10 integer as text (go-sdk parses it as int64), "
+                f"got {self.chain_id!r:.40}"
+            )
+        if not -(2**63) <= int(self.chain_id) < 2**63:
+            raise ValueError(f"chain_id {self.chain_id} does not fit a 64-bit integer")
 
 
 @dataclass(slots=True)

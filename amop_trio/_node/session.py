@@ -35,7 +35,8 @@ class Session(FrameConnection):
     def __init__(self, sid: int, sock: FrameTransport, outbox_size: int) -> None:
         super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
         self.id = sid
-        self.acks = False
+        #: amop_trio extensions this client asked for and got in its handshake.
+        self.extras: frozenset[str] = frozenset()
         #: Requests of this client in flight: each owes it one answer.
         self.requests = 0
         self.dropped = 0

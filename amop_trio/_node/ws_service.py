@@ -1,11 +1,19 @@
-"""SDK sessions: what a node does with the frames its clients send.
+"""SDK sessions: what a node does with the frames its ws (3.x) clients send.
 
 Each client connection is a ``Session``; ``SdkService.serve`` reads its
-frames and answers them. The first frame must be a HANDSHAKE within
-``handshake_timeout``. A frame that cannot be parsed closes that connection
-only; a readable frame with a bad payload is answered with an error status
-and the connection goes on. Routing is the ``Network``'s job; this module
-only turns frames into calls and results into frames.
+frames and answers them as a FISCO BCOS 3.x node does (docs/PROTOCOL.md
+section 1): AMOP_SUBTOPIC and AMOP_BROADCAST get no answer, JSON-RPC gets a
+JSON-RPC error in a frame of type 0, packet types the node does not serve are
+ignored. amop_trio's own extras (``_wire.extensions``: acknowledgements,
+status queries, private topics over ws) exist only for a client that asked
+for them in its handshake, so a real SDK never meets them.
+
+The first frame must be a HANDSHAKE within ``handshake_timeout``. A frame
+that cannot be parsed closes that connection only; a readable frame with a bad
+payload is answered with an error status where the node answers that packet
+anyway (or the client asked for acknowledgements), else logged and dropped.
+Routing is the ``Network``'s job; this module only turns frames into calls and
+results into frames.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import trio
 
 from .._errors import WireError
 from .._log import log_event
+from .._wire.extensions import ACKS, EXTENSIONS_KEY, PRIVATE, STATUS, WS_EXTRAS, Grant
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import (
     EXT_RESPONSE,
@@ -33,6 +42,7 @@ from .._wire.fisco3 import (
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status
+from .rpc import ws_rpc_answer
 from .service import Service
 from .session import Session
 
@@ -93,22 +103,31 @@ class SdkService(Service):
         while True:
             frame = decode_frame(await session.sock.receive(), max_size=limits.max_frame_size)
             touch()
-            handler = _HANDLERS.get(frame.type)
-            if handler is None or (frame.is_response and frame.type != PacketType.AMOP_RESPONSE):
-                await self._answer(
-                    session,
-                    frame,
-                    Status.UNSUPPORTED_TYPE,
-                    f"packet type {frame.type:#x} is not supported".encode(),
-                )
+            served = _HANDLERS.get(frame.type)
+            if served is None or (frame.is_response and frame.type != PacketType.AMOP_RESPONSE):
+                _ignore(session, frame, "packet type not served")
+                continue
+            handler, extra = served
+            if extra is not None and extra not in session.extras:
+                _ignore(session, frame, f"needs the {extra!r} extension")
                 continue
             try:
                 await handler(self, session, frame)
             except WireError as exc:
                 self.stats.refused += 1
-                await self._answer(
-                    session, frame, exc.status or Status.INVALID_REQUEST, str(exc).encode()
-                )
+                status = exc.status or Status.INVALID_REQUEST
+                if _answers_errors(session, frame.type):
+                    await self._answer(session, frame, status, str(exc).encode())
+                else:
+                    log_event(
+                        logger,
+                        logging.INFO,
+                        "request_refused",
+                        session=session.id,
+                        type=hex(frame.type),
+                        status=int(status),
+                        error=exc,
+                    )
 
     async def _answer(
         self, session: Session, frame: Frame, status: int = 0, payload: bytes = b""
@@ -120,14 +139,14 @@ class SdkService(Service):
 
     async def _on_handshake(self, session: Session, frame: Frame) -> None:
         request = HandshakeRequest.decode(frame.payload)
+        # Real nodes answer min(their max, the client's max), even 0, which leaves
+        # a cpp-sdk deaf to pushes; amop_trio answers at least 1.
         version = max(1, min(PROTOCOL_VERSION, request.max_version))
-        session.acks = request.amop_acks
-        extra: dict[str, Any] = {
-            "groupInfoList": [],
-            "groupBlockNumber": [],
-            "amopAcks": True,
-            "nodeID": self.network.node_id,
-        }
+        session.extras = request.extras & WS_EXTRAS
+        extra: dict[str, Any] = {"groupBlockNumber": [], "groupInfoList": []}
+        if request.extras:
+            grant = Grant(session.extras, self.network.node_id, self.limits.max_frame_size)
+            extra[EXTENSIONS_KEY] = grant.to_json()
         await self._answer(session, frame, 0, HandshakeResponse(version, extra).encode())
 
     async def _on_subtopic(self, session: Session, frame: Frame) -> None:
@@ -141,7 +160,7 @@ class SdkService(Service):
                 )
         if self.hub.set_topics(session.id, topics, max_topics=limits.max_topics):
             self.network.topics_changed()
-        if session.acks:
+        if ACKS in session.extras:
             await self._answer(session, frame)
 
     async def _on_request(self, session: Session, frame: Frame) -> None:
@@ -162,13 +181,26 @@ class SdkService(Service):
     async def _on_broadcast(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
         self.stats.multicasts += 1
-        await self._answer(session, frame)  # accepted: the publisher need not wait for the fan-out
+        if ACKS in session.extras:  # accepted: the publisher need not wait for the fan-out
+            await self._answer(session, frame)
         self.network.multicast(body.topic, frame.payload)
 
     async def _on_response(self, session: Session, frame: Frame) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
         if waiter is not None:
             waiter.resolve(frame)
+
+    async def _on_rpc(self, session: Session, frame: Frame) -> None:
+        # A 3.x node answers with a new message: type 0, the request's seq, version and ext.
+        answer = Frame(
+            0,
+            frame.seq,
+            ws_rpc_answer(frame.payload),
+            ext=frame.ext | EXT_RESPONSE,
+            version=frame.version,
+        )
+        log_event(logger, logging.DEBUG, "rpc_refused", session=session.id)
+        await session.send(encode_frame(answer))
 
     async def _on_verify_result(self, session: Session, frame: Frame) -> None:
         self.network.verification_result(ChannelVerifyResult.decode(frame.payload))
@@ -177,12 +209,34 @@ class SdkService(Service):
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
 
-_HANDLERS: dict[int, Handler] = {
-    PacketType.HANDSHAKE: SdkService._on_handshake,
-    PacketType.AMOP_SUBTOPIC: SdkService._on_subtopic,
-    PacketType.AMOP_REQUEST: SdkService._on_request,
-    PacketType.AMOP_BROADCAST: SdkService._on_broadcast,
-    PacketType.AMOP_RESPONSE: SdkService._on_response,
-    PeerType.NODE_STATUS: SdkService._on_status,
-    PeerType.VERIFY_RESULT: SdkService._on_verify_result,
+def _ignore(session: Session, frame: Frame, why: str) -> None:
+    """What a 3.x node does with a packet it does not serve: nothing (it logs a warning)."""
+    log_event(
+        logger, logging.DEBUG, "packet_ignored", session=session.id, type=hex(frame.type), why=why
+    )
+
+
+def _answers_errors(session: Session, ptype: int) -> bool:
+    """Whether a malformed packet of ``ptype`` is answered with its error (else only logged).
+
+    Where the node answers the packet anyway (the client waits for that
+    answer), or where the client asked for acknowledgements. A real SDK
+    expects no answer to AMOP_SUBTOPIC or AMOP_BROADCAST, and would take one
+    for a late answer (or, of type 0x112, for an incoming broadcast).
+    """
+    if ptype in (PacketType.AMOP_SUBTOPIC, PacketType.AMOP_BROADCAST):
+        return ACKS in session.extras
+    return True
+
+
+#: Packet types served: the handler, and the extension a client needs for it (or None).
+_HANDLERS: dict[int, tuple[Handler, str | None]] = {
+    PacketType.HANDSHAKE: (SdkService._on_handshake, None),
+    PacketType.RPC_REQUEST: (SdkService._on_rpc, None),
+    PacketType.AMOP_SUBTOPIC: (SdkService._on_subtopic, None),
+    PacketType.AMOP_REQUEST: (SdkService._on_request, None),
+    PacketType.AMOP_BROADCAST: (SdkService._on_broadcast, None),
+    PacketType.AMOP_RESPONSE: (SdkService._on_response, None),
+    PeerType.NODE_STATUS: (SdkService._on_status, STATUS),
+    PeerType.VERIFY_RESULT: (SdkService._on_verify_result, PRIVATE),
 }

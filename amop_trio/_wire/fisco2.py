@@ -16,7 +16,7 @@ Everything else here is a pure function of bytes: ``encode_channel_frame`` /
 ``decode_channel_frame`` for one whole frame, and type-specific helpers for
 the frame's ``data``: the topic body of 0x30/0x31/0x35, the JSON of
 heartbeat, handshake, subscription and the private-topic verification pair.
-No Trio, no sockets, no clock. All integers are big-endian (PROTOCOL.md
+No Trio, no sockets, no clock. All integers are big-endian (docs/PROTOCOL.md
 section 2).
 
 Errors: peer bytes that do not parse raise ``WireError`` (``FrameTooLargeError``
@@ -38,6 +38,8 @@ from enum import IntEnum
 from typing import Any, NoReturn, TypeGuard
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
+from .extensions import EXTENSIONS_KEY, Grant, requested_extras
+from .jsoncpp import fast_writer
 from .status import Status
 
 #: length u32, type u16, seq 32 bytes, result i32.
@@ -58,9 +60,10 @@ MAX_TOPIC_BYTES = 254
 #: Heartbeat bodies of protocol version 1 (bare ASCII digits).
 HEARTBEAT_REQUEST_V1 = b"0"
 HEARTBEAT_ANSWER_V1 = b"1"
-#: Heartbeat bodies of protocol version 2 and later (JSON).
+#: Heartbeat bodies of protocol version 2 and later (JSON). A node writes its
+#: answer with jsoncpp's FastWriter, hence the newline (FB2 ChannelRPCServer.cpp).
 HEARTBEAT_REQUEST = b'{"heartBeat":0}'
-HEARTBEAT_ANSWER = b'{"heartBeat":1}'
+HEARTBEAT_ANSWER = b'{"heartBeat":1}\n'
 
 _I32_MAX = 0x7FFFFFFF
 _I32_MIN = -0x80000000
@@ -70,7 +73,7 @@ _COMPACT_MIN = 64 * 1024
 
 
 class ChannelType(IntEnum):
-    """Packet types of the channel protocol (PROTOCOL.md section 2)."""
+    """Packet types of the channel protocol (docs/PROTOCOL.md section 2)."""
 
     #: JSON-RPC request/answer (not AMOP).
     RPC = 0x12
@@ -524,27 +527,18 @@ def heartbeat_request(protocol: int) -> bytes:
     return HEARTBEAT_REQUEST_V1 if protocol <= 1 else HEARTBEAT_REQUEST
 
 
-def heartbeat_answer(request_data: bytes | bytearray | memoryview) -> bytes:
-    """The node's answer to a heartbeat body, in the form the client used.
+def heartbeat_answer(protocol: int, request_data: bytes | bytearray | memoryview) -> bytes | None:
+    """What a 2.x node answers to a heartbeat on a session of the negotiated ``protocol``.
 
-    ``"0"`` gets ``"1"``; ``{"heartBeat":0}`` and an empty body (some SDKs
-    send one) get ``{"heartBeat":1}``, which is what a 2.x node of protocol 2
-    or later answers. Anything else raises ``WireError``; a lenient node may
-    answer ``HEARTBEAT_ANSWER`` regardless.
+    As FISCO BCOS 2.x does (``ChannelRPCServer::onClientHeartbeat``): the answer
+    depends on the session's protocol, not on the body's form. Protocol 1 (no
+    handshake, or a failed one): ``"1"`` to a body of exactly ``"0"``, and
+    ``None`` (no answer at all) to anything else, the empty body included.
+    Protocol 2 and later: ``HEARTBEAT_ANSWER`` to any body.
     """
-    text = bytes(request_data).strip()
-    if not text:
+    if protocol >= 2:
         return HEARTBEAT_ANSWER
-    if text == HEARTBEAT_REQUEST_V1:
-        return HEARTBEAT_ANSWER_V1
-    obj = _decode_json_object(text, "heartbeat")
-    beat = obj.get("heartBeat")
-    if not _is_int(beat) or beat != 0:
-        raise WireError(
-            f'heartbeat: expected "heartBeat": 0 in a request, got {beat!r:.50}',
-            status=Status.INVALID_REQUEST,
-        )
-    return HEARTBEAT_ANSWER
+    return HEARTBEAT_ANSWER_V1 if bytes(request_data) == HEARTBEAT_REQUEST_V1 else None
 
 
 def is_heartbeat_answer(data: bytes | bytearray | memoryview) -> bool:
@@ -565,21 +559,25 @@ class ChannelHandshakeRequest:
     """Payload of the client's HANDSHAKE (0x14): the protocol versions it speaks.
 
     Decoding fills missing fields the way a 2.x node does: versions default
-    to 1 and ``clientType`` to the empty string.
+    to 1 and ``clientType`` to the empty string. ``extras`` are the amop_trio
+    extensions asked for (``extensions.EXTENSIONS_KEY``); real nodes ignore the key.
     """
 
     minimum_support: int = 1
     maximum_support: int = 3
     client_type: str = "amop_trio"
+    extras: frozenset[str] = frozenset()
 
     def encode(self) -> bytes:
-        return _encode_json(
-            {
-                "minimumSupport": self.minimum_support,
-                "maximumSupport": self.maximum_support,
-                "clientType": self.client_type,
-            }
-        )
+        # go-sdk's field order (json.Marshal of its struct), then the extensions.
+        obj: dict[str, Any] = {
+            "minimumSupport": self.minimum_support,
+            "maximumSupport": self.maximum_support,
+            "clientType": self.client_type,
+        }
+        if self.extras:
+            obj[EXTENSIONS_KEY] = sorted(self.extras)
+        return _encode_json(obj)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeRequest:
@@ -589,6 +587,7 @@ class ChannelHandshakeRequest:
             minimum_support=_i32_field(obj, "minimumSupport", what, 1, lo=0),
             maximum_support=_i32_field(obj, "maximumSupport", what, 1, lo=0),
             client_type=_str_field(obj, "clientType", what, ""),
+            extras=requested_extras(obj),
         )
 
     def choose_protocol(self, minimum: int, maximum: int) -> int | None:
@@ -604,13 +603,23 @@ class ChannelHandshakeRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChannelHandshakeResponse:
-    """Payload of the node's HANDSHAKE answer: the chosen protocol version."""
+    """Payload of the node's HANDSHAKE answer: the chosen protocol version.
+
+    ``node_version`` is the node's *Supported Version* (e.g. ``"2.11.0"``);
+    ``grant`` is what an amop_trio node grants a client that asked for extras.
+    Encoded as a 2.x node writes it: ``{"nodeVersion":"2.11.0","protocol":3}``
+    and a newline (jsoncpp FastWriter), the grant under ``"amopTrio"`` if any.
+    """
 
     protocol: int
     node_version: str = ""
+    grant: Grant | None = None
 
     def encode(self) -> bytes:
-        return _encode_json({"protocol": self.protocol, "nodeVersion": self.node_version})
+        obj: dict[str, Any] = {"nodeVersion": self.node_version, "protocol": self.protocol}
+        if self.grant is not None:
+            obj[EXTENSIONS_KEY] = self.grant.to_json()
+        return fast_writer(obj)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeResponse:
@@ -619,6 +628,7 @@ class ChannelHandshakeResponse:
         return cls(
             protocol=_i32_field(obj, "protocol", what),
             node_version=_str_field(obj, "nodeVersion", what, ""),
+            grant=Grant.from_json(obj.get(EXTENSIONS_KEY)),
         )
 
 
@@ -658,8 +668,9 @@ class ChannelVerifyRequest:
     node_id: str
 
     def encode(self) -> bytes:
-        return _encode_json(
-            {"topic": self.topic, "topicForCert": self.topic_for_cert, "nodeId": self.node_id}
+        # As a 2.x node writes it (FB2 P2PSession.cpp): sorted keys and a newline.
+        return fast_writer(
+            {"nodeId": self.node_id, "topic": self.topic, "topicForCert": self.topic_for_cert}
         )
 
     @classmethod

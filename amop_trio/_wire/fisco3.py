@@ -4,7 +4,7 @@ Theory of operation: one WebSocket binary message holds exactly one frame, so
 decoding never buffers; ``decode_frame`` takes a whole message and returns a
 ``Frame`` or raises ``WireError`` naming the field at fault. Payloads are
 decoded by the type-specific helpers below only when a frame's type calls for
-them. All integers are big-endian (see PROTOCOL.md section 1).
+them. All integers are big-endian (see docs/PROTOCOL.md section 1).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
+from .extensions import EXTENSIONS_KEY, Grant, requested_extras
+from .jsoncpp import fast_writer
 from .status import Status
 
 #: version u16, type u16, status i16, seqLen u16.
@@ -177,23 +179,21 @@ def _decode_json_object(payload: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _encode_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
 @dataclass(frozen=True, slots=True)
 class HandshakeRequest:
     """Payload of the client's HANDSHAKE (0x100).
 
     The defaults are what current FISCO BCOS 3.x SDKs send (protocol versions
-    0 to 2, module 2 = RPC service). ``amop_acks`` asks an amop_trio node to
-    acknowledge AMOP_SUBTOPIC; real nodes ignore the key.
+    0 to 2, module 2 = RPC service), encoded with the same bytes as the
+    cpp-sdk: ``{"maxVersion":2,"minVersion":0,"moduleID":2}`` and a newline.
+    ``extras`` are the amop_trio extensions asked for (``extensions``); real
+    nodes ignore the key.
     """
 
     min_version: int = 0
     max_version: int = 2
     module_id: int = 2
-    amop_acks: bool = False
+    extras: frozenset[str] = frozenset()
 
     def encode(self) -> bytes:
         obj: dict[str, Any] = {
@@ -201,9 +201,9 @@ class HandshakeRequest:
             "maxVersion": self.max_version,
             "moduleID": self.module_id,
         }
-        if self.amop_acks:
-            obj["amopAcks"] = True
-        return _encode_json(obj)
+        if self.extras:
+            obj[EXTENSIONS_KEY] = sorted(self.extras)
+        return fast_writer(obj)
 
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeRequest:
@@ -225,7 +225,7 @@ class HandshakeRequest:
             fields["minVersion"],
             fields["maxVersion"],
             fields["moduleID"],
-            amop_acks=obj.get("amopAcks") is True,
+            extras=requested_extras(obj),
         )
 
 
@@ -234,16 +234,16 @@ class HandshakeResponse:
     """Payload of the node's HANDSHAKE answer.
 
     ``extra`` keeps whatever else the node sent (real nodes add
-    ``groupInfoList`` and ``groupBlockNumber``); amop_trio's node adds
-    ``"amopAcks": true`` when it will acknowledge AMOP_SUBTOPIC.
+    ``groupInfoList`` and ``groupBlockNumber``; an amop_trio node adds its
+    ``Grant`` under ``"amopTrio"`` for a client that asked). Encoded as a 3.x
+    node writes it: jsoncpp FastWriter, sorted keys and a newline.
     """
 
     protocol_version: int
     extra: dict[str, Any]
 
     def encode(self) -> bytes:
-        extra = {k: v for k, v in self.extra.items() if k != "protocolVersion"}
-        return _encode_json({"protocolVersion": self.protocol_version, **extra})
+        return fast_writer({**self.extra, "protocolVersion": self.protocol_version})
 
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeResponse:
@@ -256,13 +256,18 @@ class HandshakeResponse:
         return cls(protocol_version=version, extra=obj)
 
     @property
-    def amop_acks(self) -> bool:
-        return self.extra.get("amopAcks") is True
+    def grant(self) -> Grant | None:
+        """What an amop_trio node granted; None from a real node."""
+        return Grant.from_json(self.extra.get(EXTENSIONS_KEY))
 
 
 def encode_subtopic(topics: list[str] | tuple[str, ...]) -> bytes:
-    """Payload of AMOP_SUBTOPIC: the client's complete topic set."""
-    return _encode_json({"topics": list(topics)})
+    """Payload of AMOP_SUBTOPIC: the client's complete topic set.
+
+    The cpp-sdk's bytes: its topics are a ``std::set`` written by FastWriter,
+    so sorted, without duplicates, and a newline: ``{"topics":["a","b"]}``.
+    """
+    return fast_writer({"topics": sorted(set(topics))})
 
 
 def decode_subtopic(payload: bytes) -> list[str]:
