@@ -29,6 +29,7 @@ def lint(session: nox.Session) -> None:
         "--enable=ASYNC,ASYNC910,ASYNC911,ASYNC912,ASYNC913,ASYNC120",
         "--disable=ASYNC109",
         "--startable-in-context-manager=serve",
+        "--no-checkpoint-warning-decorators=frame_handler",
         *[str(p) for p in Path("amop_trio").rglob("*.py")],
     )
 

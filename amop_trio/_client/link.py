@@ -37,8 +37,6 @@ from .._wire.status import Status
 from .cutover import Cutover, Side
 from .events import Answer, Inbound
 
-#: ``nodeVersion`` with which amop_trio nodes answer a channel handshake.
-AMOP_TRIO_NODE_VERSION = "amop_trio"
 #: Status codes of a timed-out request: amop_trio's 1000, a 3.x node's -4008 (no answer
 #: from the subscriber within 30 s).
 _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, Status.SUBSCRIBER_TIMEOUT})

@@ -55,7 +55,7 @@ from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .network import Network
 from .rpc import SUPPORTED_VERSION, channel_rpc_answer
-from .service import Service
+from .service import Service, frame_handler
 from .session import Session
 
 logger = logging.getLogger("amop_trio.node")
@@ -238,11 +238,13 @@ class ChannelService(Service):
 
     # -- handlers -------------------------------------------------------------
 
+    @frame_handler
     async def _on_heartbeat(self, session: ChannelSession, frame: ChannelFrame) -> None:
         answer = heartbeat_answer(session.version, frame.data)
         if answer is not None:  # protocol 1 answers only "0"; the frame counted as life anyway
             await self._answer(session, frame, 0, answer)
 
+    @frame_handler
     async def _on_handshake(self, session: ChannelSession, frame: ChannelFrame) -> None:
         request = ChannelHandshakeRequest.decode(frame.data)
         version = request.choose_protocol(PROTOCOL_MIN, PROTOCOL_MAX)
@@ -271,6 +273,7 @@ class ChannelService(Service):
         answer = ChannelHandshakeResponse(version, SUPPORTED_VERSION, grant)
         await self._answer(session, frame, 0, answer.encode())
 
+    @frame_handler
     async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame) -> None:
         accepted, refused = [], []
         for topic in decode_subscription(frame.data):
@@ -295,6 +298,7 @@ class ChannelService(Service):
                 error=f"a channel topic is 1 to {self.max_topic_bytes} bytes of UTF-8: {shown}",
             )
 
+    @frame_handler
     async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
         if session.requests >= self.limits.max_pending:
@@ -310,12 +314,14 @@ class ChannelService(Service):
         requester = _ChannelRequest(session, frame, body.topic)
         self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), requester)
 
+    @frame_handler
     async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
         self.stats.multicasts += 1
         self.network.multicast(body.topic, encode_amop_body(body.topic, body.data))
         await self._answer(session, frame, 0, frame.data)  # real nodes echo the body
 
+    @frame_handler
     async def _on_response(self, session: ChannelSession, frame: ChannelFrame) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
         if waiter is None:
@@ -330,18 +336,22 @@ class ChannelService(Service):
                 status, data = Status.SEND_FAILED, str(exc).encode()
         waiter.resolve(Frame(PacketType.AMOP_RESPONSE, frame.seq, data, status=status))
 
+    @frame_handler
     async def _on_verify_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         """Some SDKs acknowledge the node's 0x37; nothing to do."""
 
+    @frame_handler
     async def _on_verify_result(self, session: ChannelSession, frame: ChannelFrame) -> None:
         self.network.verification_result(ChannelVerifyResult.decode(frame.data))
 
+    @frame_handler
     async def _on_rpc(self, session: ChannelSession, frame: ChannelFrame) -> None:
         # A 2.x node answers every request in a 0x12 frame with result 0, errors too.
         answer = channel_rpc_answer(frame.data, chain_id=self.limits.chain_id)
         log_event(logger, logging.DEBUG, "rpc", session=session.id)
         await self._answer(session, frame, 0, answer)
 
+    @frame_handler
     async def _on_status(self, session: ChannelSession, frame: ChannelFrame) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
@@ -26,3 +26,16 @@ class Service:
         self.limits = limits
         self.stats = stats
         self._status = status
+
+
+_H = TypeVar("_H", bound=Callable[..., Awaitable[None]])
+
+
+def frame_handler(handler: _H) -> _H:
+    """Marks a handler of one frame type, awaited by a session's read loop.
+
+    The loop is the cancel point: it waits for every frame. A handler awaits
+    only to answer, so it need not check for cancellation itself (``nox -s
+    lint`` exempts what carries this mark).
+    """
+    return handler

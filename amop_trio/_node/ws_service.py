@@ -43,7 +43,7 @@ from .._wire.fisco3 import (
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .rpc import ws_rpc_answer
-from .service import Service
+from .service import Service, frame_handler
 from .session import Session
 
 logger = logging.getLogger("amop_trio.node")
@@ -137,6 +137,7 @@ class SdkService(Service):
 
     # -- handlers -------------------------------------------------------------
 
+    @frame_handler
     async def _on_handshake(self, session: Session, frame: Frame) -> None:
         request = HandshakeRequest.decode(frame.payload)
         # Real nodes answer min(their max, the client's max), even 0, which leaves
@@ -149,6 +150,7 @@ class SdkService(Service):
             extra[EXTENSIONS_KEY] = grant.to_json()
         await self._answer(session, frame, 0, HandshakeResponse(version, extra).encode())
 
+    @frame_handler
     async def _on_subtopic(self, session: Session, frame: Frame) -> None:
         topics = decode_subtopic(frame.payload)
         limits = self.limits
@@ -163,6 +165,7 @@ class SdkService(Service):
         if ACKS in session.extras:
             await self._answer(session, frame)
 
+    @frame_handler
     async def _on_request(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
         if session.requests >= self.limits.max_pending:
@@ -178,6 +181,7 @@ class SdkService(Service):
         self.stats.unicasts += 1
         self.network.unicast(body.topic, frame.payload, _WsRequest(session, frame))
 
+    @frame_handler
     async def _on_broadcast(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
         self.stats.multicasts += 1
@@ -185,11 +189,13 @@ class SdkService(Service):
             await self._answer(session, frame)
         self.network.multicast(body.topic, frame.payload)
 
+    @frame_handler
     async def _on_response(self, session: Session, frame: Frame) -> None:
         waiter = session.deliveries.pop(frame.seq, None)
         if waiter is not None:
             waiter.resolve(frame)
 
+    @frame_handler
     async def _on_rpc(self, session: Session, frame: Frame) -> None:
         # A 3.x node answers with a new message: type 0, the request's seq, version and ext.
         answer = Frame(
@@ -202,9 +208,11 @@ class SdkService(Service):
         log_event(logger, logging.DEBUG, "rpc_refused", session=session.id)
         await session.send(encode_frame(answer))
 
+    @frame_handler
     async def _on_verify_result(self, session: Session, frame: Frame) -> None:
         self.network.verification_result(ChannelVerifyResult.decode(frame.payload))
 
+    @frame_handler
     async def _on_status(self, session: Session, frame: Frame) -> None:
         await self._answer(session, frame, 0, json.dumps(self._status()).encode())
 
