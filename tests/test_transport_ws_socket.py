@@ -247,21 +247,27 @@ async def test_the_node_waits_for_the_peers_close_for_a_while(answer_after: floa
 
 
 @pytest.mark.parametrize(
-    "flood",
+    ("flood", "messages"),
     [
-        ws_frame(ws.PING, b"p") * 2000,
-        ws_frame(ws.BINARY, b"x", fin=False) + ws_frame(ws.CONTINUATION, fin=False) * 2000,
+        (ws_frame(ws.PING, b"p") * 2000 + ws_frame(ws.BINARY, b"end"), 1),
+        (
+            ws_frame(ws.BINARY, b"x", fin=False)
+            + ws_frame(ws.CONTINUATION, fin=False) * 2000
+            + ws_frame(ws.CONTINUATION, b"end"),
+            1,
+        ),
+        (ws_frame(ws.BINARY, b"m") * 2000 + ws_frame(ws.BINARY, b"end"), 2001),
     ],
-    ids=["pings", "empty fragments"],
+    ids=["pings", "empty fragments", "small messages"],
 )
-async def test_receive_lets_other_tasks_run_during_a_flood(flood: bytes) -> None:
+async def test_receive_lets_other_tasks_run_during_a_flood(flood: bytes, messages: int) -> None:
+    """All of the flood is read at once: only the reader's own checkpoints let others run."""
     ours, theirs = trio.socket.socketpair()
     sock = FrameSocket(
         trio.SocketStream(ours), client=False, max_frame_size=1 << 20, remote="flooder"
     )
     peer = trio.SocketStream(theirs)
-    end = ws_frame(ws.BINARY, b"end") if flood[0] == 0x89 else ws_frame(ws.CONTINUATION, b"end")
-    await peer.send_all(flood + end)
+    await peer.send_all(flood)
     ticks = 0
 
     async def tick() -> None:
@@ -280,6 +286,8 @@ async def test_receive_lets_other_tasks_run_during_a_flood(flood: bytes) -> None
             nursery.start_soon(tick)
             await trio.lowlevel.checkpoint()
             before = ticks
+            for _ in range(messages - 1):
+                await sock.receive()
             assert (await sock.receive()).endswith(b"end")
             ran = ticks - before
             nursery.cancel_scope.cancel()

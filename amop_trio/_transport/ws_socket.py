@@ -39,7 +39,7 @@ from .fd_stream import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds to spend saying goodbye (our Close, the peer's answer) before dropping the connection.
 CLOSE_TIMEOUT = 0.5
-#: Control frames and fragments ``receive`` handles before it lets other tasks run.
+#: Frames ``receive`` decodes from bytes already read before it lets other tasks run.
 WORK_PER_CHECKPOINT = 64
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -64,9 +64,13 @@ class FrameSocket(StreamIOSocket):
         self._pongs: dict[bytes, trio.Event] = {}
         #: A Close went out: nothing more may be sent.
         self._closed = False
+        #: Our Close could not be written: no answer will come.
+        self._unanswerable = False
         #: A task is reading the stream: ``receive``, or ``aclose`` awaiting the peer's Close.
         self._reading = False
         self._read_done: trio.Event | None = None
+        #: Frames decoded since the reader last waited for the socket.
+        self._burst = 0
         self.max_frame_size = max_frame_size
         #: ``host:port`` of the peer, fixed at connection time.
         self.remote = remote
@@ -94,30 +98,32 @@ class FrameSocket(StreamIOSocket):
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone.
 
-        Control frames and fragments are handled on the way; after every
-        ``WORK_PER_CHECKPOINT`` of them the call lets other tasks run, so a
-        peer that sends nothing else cannot keep the scheduler to itself.
+        Control frames and fragments are handled on the way. After
+        ``WORK_PER_CHECKPOINT`` frames decoded from bytes already read
+        (messages, control frames, fragments, over one call or many), it lets
+        other tasks run, so a peer that floods cannot keep the scheduler to itself.
         """
         if self._reading:
             raise self._busy()
         self._reading = True
         codec = self._codec
-        work = 0
         try:
             while True:
+                if self._burst >= WORK_PER_CHECKPOINT:
+                    self._burst = 0
+                    await trio.lowlevel.checkpoint()
                 try:
                     event = codec.next_event()
                 except ws.WebSocketError as exc:
                     raise await self._fail(exc) from None
                 if event is None:
-                    await self._read_more()
-                elif event.opcode == ws.BINARY:
+                    await self._read_more()  # waits for the socket: other tasks ran
+                    self._burst = 0
+                    continue
+                self._burst += 1
+                if event.opcode == ws.BINARY:
                     return event.payload
-                else:
-                    work += 1
-                    if work % WORK_PER_CHECKPOINT == 0:
-                        await trio.lowlevel.checkpoint()
-                    await self._control(event)
+                await self._control(event)
         finally:
             self._reading = False
             if self._read_done is not None:
@@ -188,7 +194,11 @@ class FrameSocket(StreamIOSocket):
         """Read, and drop, what comes until the peer's Close, its end of the stream or an error."""
         codec = self._codec
         work = 0
-        while codec.state is ws.ConnectionState.LOCAL_CLOSING and not codec.failed:
+        while (
+            codec.state is ws.ConnectionState.LOCAL_CLOSING
+            and not codec.failed
+            and not self._unanswerable
+        ):
             if self._reading:  # another task reads: it will see the Close
                 done = self._read_done
                 if done is None or done.is_set():
@@ -228,8 +238,10 @@ class FrameSocket(StreamIOSocket):
         if frame is None:
             return
         self._closed = True
-        with contextlib.suppress(ConnectionLostError):
+        try:
             await self._io.write(frame)
+        except ConnectionLostError:
+            self._unanswerable = True
 
 
 async def _receive_handshake(stream: trio.abc.Stream, remote: str) -> bytes:
