@@ -184,6 +184,34 @@ async def test_amop_trios_client_talks_to_a_trio_websocket_server() -> None:
     assert codes == [1000]
 
 
+async def test_the_upgrade_and_what_follows_it_in_one_write() -> None:
+    """Frames sent with the upgrade request reach the decoder; a bad request gets an answer."""
+    seq = new_seq()
+    with trio.fail_after(20):
+        async with open_node("127.0.0.1:0") as node:
+            stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+            async with stream:
+                first = ws_frame(ws.BINARY, pack_frame(HANDSHAKE, seq, HELLO))
+                await stream.send_all(UPGRADE + first)
+                peer = RawPeer(stream)
+                while b"\r\n\r\n" not in peer.buffer:
+                    assert await peer._read()
+                head, _, peer.buffer = peer.buffer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 101 ")
+                frame = await peer.next_frame()
+                assert frame is not None
+                answer = parse_frame(frame[1])
+                assert answer is not None
+                assert (answer.seq, answer.status) == (seq, 0)
+            stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+            async with stream:
+                await stream.send_all(UPGRADE.replace(b"Host: 127.0.0.1\r\n", b""))
+                answer_head = b""
+                while data := await stream.receive_some(4096):
+                    answer_head += data
+                assert answer_head.startswith(b"HTTP/1.1 400 ")
+
+
 # -- close codes, and the closing handshake -------------------------------------------------------
 
 CLOSE_CODES = {

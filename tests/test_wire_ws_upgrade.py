@@ -191,3 +191,9 @@ def test_client_refuses_malformed_and_endless_answers() -> None:
     endless = b"HTTP/1.1 101 Switching Protocols\r\nX: " + b"a" * up.MAX_HEAD_SIZE
     with pytest.raises(WireError, match="malformed"):
         client.receive_data(endless)
+
+
+@pytest.mark.parametrize(("host", "target"), [("x", "/a b"), ("x", "/\u00e9"), ("a\r\nb", "/")])
+def test_client_refuses_what_cannot_stand_in_a_request(host: str, target: str) -> None:
+    with pytest.raises(ValueError, match="upgrade"):
+        up.ClientUpgrade(host, target)

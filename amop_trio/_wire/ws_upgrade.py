@@ -174,19 +174,23 @@ class ClientUpgrade:
     """A client's side of the upgrade: ``request`` to send, then feed the answer."""
 
     def __init__(self, host: str, target: str) -> None:
+        """``ValueError`` if ``host`` or ``target`` cannot stand in an HTTP request."""
         self._key = base64.b64encode(os.urandom(16))
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
-        request = h11.Request(
-            method=b"GET",
-            target=target.encode("ascii"),
-            headers=[
-                (b"Host", host.encode("idna")),
-                (b"Upgrade", b"websocket"),
-                (b"Connection", b"Upgrade"),
-                (b"Sec-WebSocket-Key", self._key),
-                (b"Sec-WebSocket-Version", VERSION),
-            ],
-        )
+        try:
+            request = h11.Request(
+                method=b"GET",
+                target=target.encode("ascii"),
+                headers=[
+                    (b"Host", host.encode("idna")),
+                    (b"Upgrade", b"websocket"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Sec-WebSocket-Key", self._key),
+                    (b"Sec-WebSocket-Version", VERSION),
+                ],
+            )
+        except (UnicodeError, h11.LocalProtocolError) as exc:
+            raise ValueError(f"cannot ask {host!r} for {target!r} in an upgrade: {exc}") from None
         #: The upgrade request, to send first.
         end = h11.EndOfMessage()
         self.request = (self._h11.send(request) or b"") + (self._h11.send(end) or b"")
