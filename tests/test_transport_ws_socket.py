@@ -360,3 +360,20 @@ async def test_a_flood_of_empty_continuation_frames_is_closed_with_1009() -> Non
                 async with trio.open_nursery() as nursery:
                     for _ in range(3):
                         nursery.start_soon(flooder)
+
+
+async def test_receive_is_a_cancel_point_even_with_frames_buffered() -> None:
+    """A cancelled receive takes nothing: the frame stays for the next call."""
+    ours, theirs = trio.socket.socketpair()
+    sock = FrameSocket(trio.SocketStream(ours), client=False, max_frame_size=1 << 20, remote="peer")
+    peer = trio.SocketStream(theirs)
+    await peer.send_all(ws_frame(ws.BINARY, b"one") + ws_frame(ws.BINARY, b"two"))
+    with trio.fail_after(5):
+        assert await sock.receive() == b"one"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sock.receive()
+        assert scope.cancelled_caught
+        assert await sock.receive() == b"two"
+    await sock.aclose()
+    await peer.aclose()

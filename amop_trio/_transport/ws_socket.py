@@ -105,8 +105,10 @@ class FrameSocket(StreamIOSocket):
         """
         if self._reading:
             raise self._busy()
-        self._reading = True
         codec = self._codec
+        if codec.buffered:  # a frame may be returned without waiting for the socket
+            await trio.lowlevel.checkpoint_if_cancelled()
+        self._reading = True
         try:
             while True:
                 if self._burst >= WORK_PER_CHECKPOINT:
@@ -122,7 +124,8 @@ class FrameSocket(StreamIOSocket):
                     continue
                 self._burst += 1
                 if event.opcode == ws.BINARY:
-                    return event.payload
+                    # The hot path: its cancel point is the read, or the check at entry.
+                    return event.payload  # noqa: ASYNC910
                 await self._control(event)
         finally:
             self._reading = False
@@ -152,7 +155,8 @@ class FrameSocket(StreamIOSocket):
             await self._await_peer_close()
         await trio.aclose_forcefully(self._stream)
 
-    async def _control(self, event: ws.WsEvent) -> None:
+    async def _control(self, event: ws.WsEvent) -> None:  # noqa: ASYNC910 - a step of receive
+        """Answer a control frame; a fragment needs nothing."""
         opcode = event.opcode
         if opcode == ws.PING:
             if not self._closed:  # after our Close, only the peer's Close matters
@@ -192,6 +196,7 @@ class FrameSocket(StreamIOSocket):
 
     async def _await_peer_close(self) -> None:
         """Read, and drop, what comes until the peer's Close, its end of the stream or an error."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         codec = self._codec
         work = 0
         while (
@@ -234,6 +239,7 @@ class FrameSocket(StreamIOSocket):
 
     async def _goodbye(self, code: int | None, reason: str) -> None:
         """Send a Close once; the connection takes nothing after it."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         frame = self._codec.close(code, reason)
         if frame is None:
             return
@@ -279,14 +285,16 @@ async def server_handshake(
 ) -> FrameSocket:
     """Accept a WebSocket upgrade on ``stream`` as a server; ``UpgradeRefused`` says why not."""
     upgrade = ServerUpgrade()
+    accepted = None
     try:
-        accepted = None
         while accepted is None:
             accepted = upgrade.receive_data(await _receive_handshake(stream, remote))
     except UpgradeRefused as exc:
+        refused = exc
+    if accepted is None:
         with contextlib.suppress(*_BROKEN):
-            await stream.send_all(exc.answer)
-        raise
+            await stream.send_all(refused.answer)
+        raise refused
     answer, rest = accepted
     try:
         await stream.send_all(answer)

@@ -224,6 +224,11 @@ class WsConnection:
         return self._state
 
     @property
+    def buffered(self) -> int:
+        """Bytes received and not decoded yet."""
+        return len(self._buffer)
+
+    @property
     def failed(self) -> bool:
         """True once the peer broke the protocol: nothing more can be read."""
         return self._failure is not None
