@@ -12,7 +12,7 @@ must have produced the same messages, pings, pongs and Close; at the end
 both must have refused it, with the same close code, or both accepted it.
 
 wsproto has no size or fragment limit, so the streams stay far below
-amop_trio's. ``AMOP_WSPROTO_EXAMPLES`` sets the number of streams (600 by
+amop_trio's. ``AMOP_WSPROTO_EXAMPLES`` sets the number of streams (400 by
 default, always the same ones, so a CI run is repeatable).
 """
 
@@ -31,7 +31,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from amop_trio._wire import rfc6455 as ws
 
-EXAMPLES = int(os.environ.get("AMOP_WSPROTO_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("AMOP_WSPROTO_EXAMPLES", "400"))
 
 #: What a decoder made of a stream after each chunk: the events so far, and the close
 #: code of its refusal (None while it has not refused).
