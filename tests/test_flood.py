@@ -31,6 +31,7 @@ import trio
 
 from amop_trio import AmopClient, Subscription, open_amop
 from amop_trio._wire import rfc6455 as wsc
+from amop_trio._wire.ws_upgrade import ClientUpgrade
 
 MIB = 1024 * 1024
 #: The issue asks for 100,000 multicasts.
@@ -146,14 +147,12 @@ async def never_reading_subscriber(
     host, port = endpoint.rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))
     try:
-        request, key = wsc.client_request(endpoint, "/")
-        await stream.send_all(request)
-        buffer = b""
-        while (found := wsc.split_head(buffer, "answer")) is None:
-            buffer += await stream.receive_some(4096)
-        head, rest = found
-        wsc.check_answer(head, key)
-        decoder = wsc.FrameDecoder(masked=False, max_message=1 << 26)
+        upgrade = ClientUpgrade(endpoint, "/")
+        await stream.send_all(upgrade.request)
+        rest = None
+        while rest is None:
+            rest = upgrade.receive_data(await stream.receive_some(4096))
+        decoder = wsc.WsConnection(client=True, max_message=1 << 26)
         decoder.feed(rest)
 
         async def exchange(ptype: int, payload: bytes) -> None:

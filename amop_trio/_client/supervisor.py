@@ -294,6 +294,9 @@ class Supervisor:
         except ConnectError as exc:
             log_event(logger, logging.WARNING, "unsubscribe_deferred", error=exc)
             return
+        if self.closed:  # the client closed while the new link opened: its nursery is gone
+            await new.sock.aclose()
+            return
         marker = f"_amop_trio_cutover_{uuid.uuid4().hex}"
         cut = Cutover(marker)
         old.cutover, old.cutover_side = cut, Side.OLD

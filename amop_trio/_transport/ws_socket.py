@@ -8,6 +8,13 @@ itself, answering pings and closes on the way; ``send`` writes under a lock. Con
 frames are therefore seen only while someone reads, which every AMOP
 connection does.
 
+Closing follows RFC 6455 section 7: ``aclose`` sends a Close and waits, for
+at most ``CLOSE_TIMEOUT``, for the peer's before dropping the TCP
+connection; a peer's Close is answered with its own code. A peer that breaks
+the protocol gets a Close with the code its error carries (1002, 1007 or
+1009) and is dropped at once. The upgrade before all that is
+``client_handshake`` and ``server_handshake``, on ``_wire.ws_upgrade``.
+
 Transport errors are translated here, once: everything above sees
 ``ConnectionLostError`` when the peer or the network went away, and
 ``WireError`` when the peer sent something that is not a frame.
@@ -23,14 +30,17 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .._errors import ConnectError, ConnectionLostError, FrameTooLargeError, WireError
+from .._errors import AmopError, ConnectError, ConnectionLostError, WireError
 from .._wire import rfc6455 as ws
+from .._wire.ws_upgrade import ClientUpgrade, ServerUpgrade, UpgradeRefused
 from .fd_stream import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
-#: Seconds to spend saying goodbye before dropping the connection.
+#: Seconds to spend saying goodbye (our Close, the peer's answer) before dropping the connection.
 CLOSE_TIMEOUT = 0.5
+#: Frames ``receive`` decodes from bytes already read before it lets other tasks run.
+WORK_PER_CHECKPOINT = 64
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -49,13 +59,26 @@ class FrameSocket(StreamIOSocket):
     ) -> None:
         self._stream = stream
         self._mask = client
-        self._decoder = ws.FrameDecoder(masked=not client, max_message=max_frame_size)
+        self._codec = ws.WsConnection(client=client, max_message=max_frame_size)
         self._io = StreamIO(stream, remote, received=received)
         self._pongs: dict[bytes, trio.Event] = {}
+        #: A Close went out: nothing more may be sent.
         self._closed = False
+        #: Our Close could not be written: no answer will come.
+        self._unanswerable = False
+        #: A task is reading the stream: ``receive``, or ``aclose`` awaiting the peer's Close.
+        self._reading = False
+        self._read_done: trio.Event | None = None
+        #: Frames decoded since the reader last waited for the socket.
+        self._burst = 0
         self.max_frame_size = max_frame_size
         #: ``host:port`` of the peer, fixed at connection time.
         self.remote = remote
+
+    @property
+    def state(self) -> ws.ConnectionState:
+        """Where the closing handshake stands."""
+        return self._codec.state
 
     async def send(self, frame: bytes) -> None:
         """Send one frame as one binary message."""
@@ -73,22 +96,41 @@ class FrameSocket(StreamIOSocket):
         return self._io.write_nowait(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
 
     async def receive(self) -> bytes:
-        """The next frame; ``ConnectionLostError`` once the peer or network is gone."""
-        decoder = self._decoder
-        while True:
-            try:
-                event = decoder.next_event()
-            except WireError as exc:
-                await self._goodbye(1009 if isinstance(exc, FrameTooLargeError) else 1002, "")
-                if isinstance(exc, FrameTooLargeError):
-                    raise FrameTooLargeError(f"peer {self.remote}: {exc}") from None
-                raise WireError(f"peer {self.remote} broke the WebSocket protocol: {exc}") from None
-            if event is None:
-                await self._read_more()
-            elif event.opcode == ws.BINARY:
-                return event.payload
-            else:
+        """The next frame; ``ConnectionLostError`` once the peer or network is gone.
+
+        Control frames and fragments are handled on the way. After
+        ``WORK_PER_CHECKPOINT`` frames decoded from bytes already read
+        (messages, control frames, fragments, over one call or many), it lets
+        other tasks run, so a peer that floods cannot keep the scheduler to itself.
+        """
+        if self._reading:
+            raise self._busy()
+        codec = self._codec
+        if codec.buffered:  # a frame may be returned without waiting for the socket
+            await trio.lowlevel.checkpoint_if_cancelled()
+        self._reading = True
+        try:
+            while True:
+                if self._burst >= WORK_PER_CHECKPOINT:
+                    self._burst = 0
+                    await trio.lowlevel.checkpoint()
+                try:
+                    event = codec.next_event()
+                except ws.WebSocketError as exc:
+                    raise await self._fail(exc) from None
+                if event is None:
+                    await self._read_more()  # waits for the socket: other tasks ran
+                    self._burst = 0
+                    continue
+                self._burst += 1
+                if event.opcode == ws.BINARY:
+                    # The hot path: its cancel point is the read, or the check at entry.
+                    return event.payload  # noqa: ASYNC910
                 await self._control(event)
+        finally:
+            self._reading = False
+            if self._read_done is not None:
+                self._read_done.set()
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong."""
@@ -101,78 +143,134 @@ class FrameSocket(StreamIOSocket):
             self._pongs.pop(token, None)
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """Say goodbye if the socket still takes it, then close; never raises."""
-        if not self._closed:
-            with trio.move_on_after(0.2) as scope:
-                scope.shield = True
-                await self._goodbye(code, reason or "")
+        """Close politely, then drop the connection; never raises.
+
+        Sends a Close (unless one went out already) and waits for the peer's,
+        as RFC 6455 section 7 asks, for at most ``CLOSE_TIMEOUT`` seconds in
+        all, even when the caller is cancelled.
+        """
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+            scope.shield = True
+            await self._goodbye(code, reason or "")
+            await self._await_peer_close()
         await trio.aclose_forcefully(self._stream)
 
-    async def _control(self, event: ws.WsEvent) -> None:
-        if event.opcode == ws.PING:
-            with contextlib.suppress(ConnectionLostError):
-                await self._write(ws.encode_frame(ws.PONG, event.payload, mask=self._mask))
-        elif event.opcode == ws.PONG:
+    async def _control(self, event: ws.WsEvent) -> None:  # noqa: ASYNC910 - a step of receive
+        """Answer a control frame; a fragment needs nothing."""
+        opcode = event.opcode
+        if opcode == ws.PING:
+            if not self._closed:  # after our Close, only the peer's Close matters
+                with contextlib.suppress(ConnectionLostError):
+                    await self._write(ws.encode_frame(ws.PONG, event.payload, mask=self._mask))
+        elif opcode == ws.PONG:
             waiter = self._pongs.get(event.payload)
             if waiter is not None:
                 waiter.set()
-        elif event.opcode == ws.CLOSE:
+        elif opcode == ws.CLOSE:
             code, reason = ws.close_code(event.payload)
-            await self._goodbye(code if code != 1005 else 1000, "")
+            # The codec let only codes a peer may send through: echo it (none for none).
+            await self._goodbye(None if code == ws.NO_STATUS_RCVD else code, "")
             raise ConnectionLostError(
                 f"connection to {self.remote} closed by the peer: {code} {reason}".rstrip()
             )
-        else:  # TEXT
-            await self._goodbye(1003, "binary frames only")
+        elif opcode == ws.TEXT:
+            await self._goodbye(ws.UNSUPPORTED_DATA, "binary frames only")
             raise WireError(
                 f"peer {self.remote} sent a WebSocket text message; AMOP frames are binary"
             )
+        # ws.FRAGMENT: part of a message taken in; nothing to do until it is whole.
+
+    async def _fail(self, exc: ws.WebSocketError) -> ws.WebSocketError:
+        """Close with the error's code; the error to raise, naming the peer."""
+        await self._goodbye(exc.close_code, str(exc))
+        if isinstance(exc, ws.MessageTooBigError):
+            return ws.MessageTooBigError(f"peer {self.remote}: {exc}", exc.close_code)
+        return ws.WebSocketError(
+            f"peer {self.remote} broke the WebSocket protocol: {exc}", exc.close_code
+        )
+
+    def _busy(self) -> Exception:
+        if self._closed:
+            return ConnectionLostError(f"connection to {self.remote} is closing")
+        return trio.BusyResourceError("another task is already receiving on this WebSocket")
+
+    async def _await_peer_close(self) -> None:
+        """Read, and drop, what comes until the peer's Close, its end of the stream or an error."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        codec = self._codec
+        work = 0
+        while (
+            codec.state is ws.ConnectionState.LOCAL_CLOSING
+            and not codec.failed
+            and not self._unanswerable
+        ):
+            if self._reading:  # another task reads: it will see the Close
+                done = self._read_done
+                if done is None or done.is_set():
+                    done = self._read_done = trio.Event()
+                await done.wait()
+                continue
+            self._reading = True
+            try:
+                event = codec.next_event()
+                if event is None:
+                    await self._read_more()
+                else:
+                    work += 1
+                    if work % WORK_PER_CHECKPOINT == 0:
+                        await trio.lowlevel.checkpoint()
+            except AmopError:  # the peer left or broke the protocol: nothing to wait for
+                return
+            finally:
+                self._reading = False
+                if self._read_done is not None:
+                    self._read_done.set()
 
     async def _read_more(self) -> None:
         data = await self._io.receive()
         if not data:
             raise ConnectionLostError(f"connection to {self.remote} closed")
-        self._decoder.feed(data)
+        self._codec.feed(data)
 
     async def _write(self, data: bytes) -> None:
         if self._closed:
             raise ConnectionLostError(f"connection to {self.remote} is closing")
         await self._io.write(data)
 
-    async def _goodbye(self, code: int, reason: str) -> None:
-        """Send a close frame once; the connection takes nothing after it."""
-        if self._closed:
+    async def _goodbye(self, code: int | None, reason: str) -> None:
+        """Send a Close once; the connection takes nothing after it."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        frame = self._codec.close(code, reason)
+        if frame is None:
             return
-        with contextlib.suppress(ConnectionLostError):
-            await self._write(ws.encode_close(code, reason, mask=self._mask))
         self._closed = True
+        try:
+            await self._io.write(frame)
+        except ConnectionLostError:
+            self._unanswerable = True
 
 
-async def _read_head(stream: trio.abc.Stream, what: str, remote: str) -> tuple[bytes, bytes]:
-    """Read an HTTP head; (head, whatever came after it)."""
-    buffer = b""
-    while True:
-        found = ws.split_head(buffer, what)
-        if found is not None:
-            return found
-        data = await stream.receive_some(RECEIVE_SIZE)
-        if not data:
-            raise ConnectionLostError(
-                f"{remote} closed the connection during the WebSocket upgrade "
-                "(a TLS port? use wss:// or certificates)"
-            )
-        buffer += data
+async def _receive_handshake(stream: trio.abc.Stream, remote: str) -> bytes:
+    """The next bytes of the upgrade; ``ConnectionLostError`` if the peer closed."""
+    data = await stream.receive_some(RECEIVE_SIZE)
+    if not data:
+        raise ConnectionLostError(
+            f"{remote} closed the connection during the WebSocket upgrade "
+            "(a TLS port? use wss:// or certificates)"
+        )
+    return bytes(data)
 
 
 async def client_handshake(
     stream: trio.abc.Stream, host: str, path: str, *, max_frame_size: int, remote: str
 ) -> FrameSocket:
     """Upgrade ``stream`` to a WebSocket as a client; ``ConnectError`` if refused."""
-    request, key = ws.client_request(host, path)
+    upgrade = ClientUpgrade(host, path)
     try:
-        await stream.send_all(request)
-        head, rest = await _read_head(stream, "upgrade answer", remote)
-        ws.check_answer(head, key)
+        await stream.send_all(upgrade.request)
+        rest = None
+        while rest is None:
+            rest = upgrade.receive_data(await _receive_handshake(stream, remote))
     except (ConnectionLostError, WireError) as exc:
         raise ConnectError(f"cannot connect to {remote}: {exc}") from None
     except _BROKEN as exc:
@@ -185,14 +283,19 @@ async def client_handshake(
 async def server_handshake(
     stream: trio.abc.Stream, *, max_frame_size: int, remote: str
 ) -> FrameSocket:
-    """Accept a WebSocket upgrade on ``stream`` as a server."""
-    head, rest = await _read_head(stream, "upgrade request", remote)
+    """Accept a WebSocket upgrade on ``stream`` as a server; ``UpgradeRefused`` says why not."""
+    upgrade = ServerUpgrade()
+    accepted = None
     try:
-        answer = ws.answer_request(head)
-    except WireError:
+        while accepted is None:
+            accepted = upgrade.receive_data(await _receive_handshake(stream, remote))
+    except UpgradeRefused as exc:
+        refused = exc
+    if accepted is None:
         with contextlib.suppress(*_BROKEN):
-            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-        raise
+            await stream.send_all(refused.answer)
+        raise refused
+    answer, rest = accepted
     try:
         await stream.send_all(answer)
     except _BROKEN as exc:
