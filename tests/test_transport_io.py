@@ -177,6 +177,24 @@ async def test_frames_sent_to_a_peer_that_stopped_reading_arrive_whole_and_in_or
             nursery.cancel_scope.cancel()
 
 
+async def test_a_send_in_a_cancelled_scope_raises_cancelled_and_sends_nothing() -> None:
+    with trio.fail_after(10):
+        async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
+            conn = connection(ours)
+            nursery.start_soon(run(conn))
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await conn.send(numbered_frame(1))
+            assert scope.cancelled_caught
+            assert conn.outbox_used() == 0
+            assert not conn.closed
+            await conn.send(numbered_frame(2))
+            assert await read_frames(theirs, 1) == [numbered_frame(2)]
+            with trio.move_on_after(0.05):
+                assert await theirs.receive_some(1) == b"", "sent more than the one frame"
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_rest_is_finished_by_the_writer_after_a_cancelled_send() -> None:
     with trio.fail_after(10):
         async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
@@ -188,19 +206,62 @@ async def test_a_rest_is_finished_by_the_writer_after_a_cancelled_send() -> None
                 scope.cancel()
                 await conn.send(numbered_frame(2))
             assert not conn.closed
-            assert (await read_bytes(theirs, len(big)))[: len(big)] == big
+            assert await read_bytes(theirs, len(big)) == big
             nursery.cancel_scope.cancel()
 
 
-async def test_a_reset_peer_closes_only_its_connection_when_sent_to_without_waiting() -> None:
+class Recorder(FrameConnection):
+    """A connection that notes which task ran its ``on_close``."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        super().__init__(StreamSocket(stream, remote="peer"), name="peer", outbox_size=64)
+        self.closed_in: trio.lowlevel.Task | None = None
+        self.ended = trio.Event()
+
+    def on_close(self, reason: str) -> None:
+        self.closed_in = trio.lowlevel.current_task()
+        self.ended.set()
+
+
+async def test_a_reset_peer_found_by_another_tasks_send_is_closed_by_its_own_task() -> None:
     with trio.fail_after(10):
         async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
-            conn = connection(ours)
+            conn = Recorder(ours)
             nursery.start_soon(run(conn))
+            await trio.testing.wait_all_tasks_blocked()
             theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             await theirs.aclose()  # an RST, not a FIN
-            while conn.send_nowait(numbered_frame(0)):  # raises nothing, whatever the socket says
-                await trio.sleep(0.01)
+            with trio.fail_after(5):
+                while conn.send_nowait(
+                    numbered_frame(0)
+                ):  # raises nothing, whatever the socket says
+                    await trio.sleep(0.01)
+            # The send only marked it: nothing of the connection's closing ran in this task.
             assert conn.closed
             assert "broken" in conn.reason
-            nursery.cancel_scope.cancel()
+            assert conn.closed_in is None
+            with trio.fail_after(5):
+                await conn.ended.wait()
+            assert conn.closed_in is not trio.lowlevel.current_task()
+            assert not conn.send_nowait(b"x")
+            with pytest.raises(ConnectionLostError, match="broken"):
+                await conn.send(b"x")
+
+
+async def test_close_sends_what_was_queued_then_ends_in_the_connections_task() -> None:
+    with trio.fail_after(10):
+        async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
+            conn = Recorder(ours)
+            nursery.start_soon(run(conn))
+            sent = 0
+            while conn.outbox_used() < 10:
+                assert conn.send_nowait(numbered_frame(sent))
+                sent += 1
+            conn.close("done")
+            assert conn.closed_in is None
+            assert not conn.send_nowait(numbered_frame(sent))
+            assert await read_frames(theirs, sent) == [numbered_frame(i) for i in range(sent)]
+            with trio.fail_after(5):
+                await conn.ended.wait()
+            assert conn.closed_in is not trio.lowlevel.current_task()
+            assert conn.reason == "done"

@@ -5,11 +5,18 @@ Both the client's link to a node and the node's session with a client are a
 writer, which drains the outbox onto the socket, the pinger, which declares
 the peer dead when a ping goes unanswered, and the caller's read loop, which
 decodes and dispatches. Whichever ends first ends all three; ``run`` then
-closes the socket and returns the reason.
+calls ``on_close``, closes the socket and returns the reason.
 
-Only the writer task ever waits for the socket: a sender writes at once only
-what the kernel takes at once, so cancelling a sender never leaves half a
-frame on the wire.
+Other tasks only ever mark a connection: ``close`` asks it to send what is
+queued and end; a send that finds the socket broken marks it broken, which
+ends it at once. Either way the connection's own task does the closing, so a
+task serving one peer never runs another peer's ``on_close`` (failing that
+peer's requests, retrying them elsewhere) inside its own call stack.
+
+Async methods here are cancel points, and schedule points only when they
+block. Only the writer task ever waits for the socket: a sender writes at
+once only what the kernel takes at once, so cancelling a sender never leaves
+half a frame on the wire.
 """
 
 from __future__ import annotations
@@ -139,8 +146,10 @@ class FrameConnection:
     async def send(self, data: bytes) -> None:
         """Send one encoded frame, or queue it; waits while the outbox is full.
 
-        Once the connection is closing, ``ConnectionLostError``.
+        A cancel point; a schedule point only when it waits for room. Once the
+        connection is closing, ``ConnectionLostError``.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while not self.closed and not self._fits(len(data)):
             await self._has_room.wait()
         if self.closed or not self._take(data):
@@ -162,7 +171,11 @@ class FrameConnection:
         return len(self._queue)
 
     def close(self, reason: str, *, code: int = 1000) -> None:
-        """Mark the connection closing: ``run`` sends what is queued, then ends."""
+        """Mark the connection closing: ``run`` sends what is queued, then ends.
+
+        Returns at once and calls nothing back: ``on_close`` runs later, in
+        ``run``'s task.
+        """
         if self.closed:
             return
         self.closed = True
@@ -170,7 +183,6 @@ class FrameConnection:
         self._close_code = code
         self._has_data.set()
         self._has_room.set()
-        self.on_close(reason)
 
     def _break(self, reason: str) -> None:
         """Mark the connection broken: ``run`` ends at once, without sending what is queued."""
@@ -180,7 +192,7 @@ class FrameConnection:
             self._tasks.cancel()
 
     def on_close(self, reason: str) -> None:
-        """Called once when the connection closes; subclasses fail what was in flight."""
+        """Called once, from ``run``'s task as it ends; subclasses fail what was in flight."""
 
     async def run(
         self,
@@ -209,8 +221,11 @@ class FrameConnection:
         finally:
             self._tasks = None
             self.close("cancelled")
-            with trio.CancelScope(shield=True):
-                await self.sock.aclose(self._close_code, self.reason[:120])
+            try:
+                self.on_close(self.reason)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.sock.aclose(self._close_code, self.reason[:120])
         return self.reason
 
     async def _writer(self, scope: trio.CancelScope) -> None:
