@@ -265,3 +265,29 @@ async def test_close_sends_what_was_queued_then_ends_in_the_connections_task() -
                 await conn.ended.wait()
             assert conn.closed_in is not trio.lowlevel.current_task()
             assert conn.reason == "done"
+
+
+async def test_answers_pass_a_full_outbox_and_wait_room_waits_for_the_writer() -> None:
+    with trio.fail_after(10):
+        async with tcp_pair() as (ours, theirs), trio.open_nursery() as nursery:
+            conn = connection(ours, outbox_size=4)
+            nursery.start_soon(run(conn))
+            sent = 0
+            while conn.send_nowait(
+                numbered_frame(sent)
+            ):  # until the kernel and the outbox are full
+                sent += 1
+            assert conn.outbox_used() == 4
+            assert conn.send_answer_nowait(numbered_frame(sent))
+            sent += 1
+            assert conn.outbox_used() == 5
+            with trio.move_on_after(0.1) as scope:
+                await conn.wait_room()
+            assert scope.cancelled_caught
+            async with trio.open_nursery() as readers:
+                readers.start_soon(read_frames, theirs, sent)
+                with trio.fail_after(10):
+                    await conn.wait_room()
+            conn.close("done")
+            assert not conn.send_answer_nowait(b"x")
+            nursery.cancel_scope.cancel()

@@ -166,6 +166,28 @@ class FrameConnection:
             return False
         return self._take(data)
 
+    def send_answer_nowait(self, data: bytes) -> bool:
+        """Send or queue the answer to one of the peer's requests, whatever the outbox holds.
+
+        False only once the connection is closing: an answer is never lost to
+        a full outbox. What goes past the outbox's limits this way is bounded
+        by the requests the peer has in flight, if the reader takes a request
+        only once ``wait_room`` returns: at most that many answers
+        (``NodeLimits.max_pending`` for a node's session) beyond the limits.
+        """
+        if self.closed:
+            return False
+        return self._take(data)
+
+    async def wait_room(self) -> None:
+        """Wait while the outbox is at its limits; returns at once if closing.
+
+        A cancel point; a schedule point only when it waits.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self.closed and not self._fits(0):
+            await self._has_room.wait()
+
     def outbox_used(self) -> int:
         """Frames waiting in the outbox."""
         return len(self._queue)
