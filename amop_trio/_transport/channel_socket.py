@@ -76,7 +76,11 @@ class StreamSocket:
         await self._io.finish(rest)
 
     async def receive(self) -> bytes:
-        """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""
+        """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames.
+
+        A cancel point; a schedule point only when it has to wait for bytes.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while (frame := self._decoder.next_frame_bytes()) is None:
             data = await self._io.receive()
             if not data:
@@ -91,6 +95,7 @@ class StreamSocket:
 
     async def ping(self) -> None:
         """Return once a frame has arrived since the last ``ping`` (after a heartbeat, if set)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self.heartbeat is not None:
             self._received_at_ping = self._received
             await self.send(self.heartbeat())
@@ -100,7 +105,7 @@ class StreamSocket:
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the stream (TLS politely if quick); ``code`` and ``reason`` have no place on it."""
-        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:  # noqa: ASYNC912 - shielded, and bounded
             scope.shield = True
             with contextlib.suppress(Exception):  # closing must never raise
                 await self._stream.aclose()

@@ -250,7 +250,7 @@ class FrameConnection:
                     await self.sock.aclose(self._close_code, self.reason[:120])
         return self.reason
 
-    async def _writer(self, scope: trio.CancelScope) -> None:
+    async def _writer(self, scope: trio.CancelScope) -> None:  # noqa: ASYNC910 - a task body
         """Drain the outbox onto the socket, in order; after a ``close``, what was queued."""
         try:
             while True:
@@ -293,7 +293,9 @@ class FrameConnection:
         finally:
             self._writing = False
 
-    async def _pinger(self, interval: float, timeout: float, scope: trio.CancelScope) -> None:
+    async def _pinger(  # noqa: ASYNC910 - a task body
+        self, interval: float, timeout: float, scope: trio.CancelScope
+    ) -> None:
         try:
             while True:
                 await trio.sleep(interval)

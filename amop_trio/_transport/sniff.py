@@ -37,9 +37,10 @@ def classify(first: bytes) -> Protocol | None:
 async def sniff(stream: trio.abc.Stream) -> tuple[Protocol | None, bytes]:
     """Read until the protocol is known; it and the bytes read (``None`` if the peer left first)."""
     first = b""
-    while (protocol := classify(first)) is None:
+    while True:  # classify(b"") is None: at least one read
         data = await stream.receive_some(SNIFF_SIZE - len(first))
         if not data:
             return None, first
         first += data
-    return protocol, first
+        if (protocol := classify(first)) is not None:
+            return protocol, first

@@ -53,7 +53,8 @@ class StreamIO:
                 f"connection to {self.remote} is unusable: a write was interrupted midway"
             )
 
-    async def _take_turn(self) -> None:
+    async def _take_turn(self) -> None:  # noqa: ASYNC910 - callers check for cancellation first
+        """Wait for the turn, if another sender has it."""
         if self._busy:
             await self._line.park()  # woken with the turn handed over
         else:
@@ -113,14 +114,14 @@ class StreamIO:
         However this ends early (cancelled, or the stream broke), the message
         is cut short and the stream takes nothing more.
         """
+        sent = False
         try:
             await self.stream.send_all(rest)
-        except BaseException as exc:
-            self._cut = True
-            if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
-                raise self._lost(exc) from None
-            raise
+            sent = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._lost(exc) from None
         finally:
+            self._cut = self._cut or not sent
             self._give_turn()
 
     async def write(self, data: bytes) -> None:
