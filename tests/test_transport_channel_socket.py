@@ -10,6 +10,7 @@ import trio.testing
 
 from amop_trio._errors import ConnectionLostError, FrameTooLargeError, WireError
 from amop_trio._transport.channel_socket import StreamSocket, endpoint_url
+from amop_trio._transport.fd_stream import connection_stream
 from amop_trio._transport.sniff import Protocol, classify, sniff
 
 HEADER = struct.Struct(">IH32si")
@@ -83,20 +84,29 @@ def test_classify_decides_on_the_http_upgrade() -> None:
     assert classify(frame(0x14)) is Protocol.CHANNEL
 
 
-async def test_sniffed_bytes_are_replayed() -> None:
+async def test_sniffed_bytes_are_read_first_by_the_protocol_that_takes_the_connection() -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     await theirs.send_all(b"G")
     await theirs.send_all(b"ET / HTTP/1.1\r\n")
-    protocol, stream = await sniff(ours)
+    protocol, prefix = await sniff(ours)
     assert protocol is Protocol.WEBSOCKET
+    assert prefix == b"GET "
+    stream = connection_stream(ours, prefix)
     received = b""
     while len(received) < 16:
         received += await stream.receive_some(3)
     assert received == b"GET / HTTP/1.1\r\n"
 
     ours, theirs = trio.testing.memory_stream_pair()
+    await theirs.send_all(frame(0x13, b"0"))
+    protocol, prefix = await sniff(ours)
+    assert protocol is Protocol.CHANNEL
+    sock = StreamSocket(connection_stream(ours, prefix), remote="test")
+    assert await sock.receive() == frame(0x13, b"0")
+
+    ours, theirs = trio.testing.memory_stream_pair()
     await theirs.aclose()
-    assert (await sniff(ours))[0] is None
+    assert await sniff(ours) == (None, b"")
 
 
 def test_channel_endpoints() -> None:

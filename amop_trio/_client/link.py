@@ -237,7 +237,7 @@ async def handshake(
     """
     sock = link.sock
     try:
-        await sock.send(request)
+        await sock.send_many((request,))
         try:
             return accept(await first_answer(sock, link, seq, timeout))
         except WireError as exc:

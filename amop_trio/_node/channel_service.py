@@ -149,7 +149,7 @@ class _ChannelRequest:
         session = self._session
         session.requests -= 1
         payload = encode_topic_body(self._topic, data) if status == 0 else data
-        session.answer_nowait(
+        session.send_answer_nowait(
             _answer_frame(self._frame, channel_result_from_status(status), payload)
         )
 
@@ -301,6 +301,7 @@ class ChannelService(Service):
     @frame_handler
     async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
+        await session.wait_room()  # bounds the answers queued past the outbox's limits
         if session.requests >= self.limits.max_pending:
             await self._refuse(
                 session,

@@ -38,6 +38,7 @@ from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
 from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
+from .._transport.fd_stream import connection_stream
 from .._transport.sniff import Protocol, sniff
 from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
 from .channel_service import ChannelService, ChannelSession
@@ -304,9 +305,10 @@ class Node:
         if isinstance(stream, trio.SSLStream):
             # Finish TLS first, so a refused peer is seen and logged at once.
             await stream.do_handshake()
-        protocol, inner = await sniff(stream) if sniffing else (Protocol.WEBSOCKET, stream)
+        protocol, prefix = await sniff(stream) if sniffing else (Protocol.WEBSOCKET, b"")
         if protocol is None:
             return None
+        inner = connection_stream(stream, prefix)
         max_size = self.limits.max_frame_size
         if protocol is Protocol.CHANNEL:
             return StreamSocket(inner, max_frame_size=max_size, remote=remote)

@@ -58,16 +58,6 @@ class Session(FrameConnection):
         """The frame delivering multicast ``body``; None if it cannot carry it."""
         return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
 
-    def answer_nowait(self, data: bytes) -> None:
-        """Queue the answer to one of this client's requests, even past the outbox limit.
-
-        Never blocks and never drops: answers are bounded by the requests in
-        flight (``NodeLimits.max_pending`` per connection), so the outbox can
-        exceed its limit by at most that many frames.
-        """
-        if not self.closed and not self.send_nowait(data):
-            self._push(data)
-
     def on_close(self, reason: str) -> None:
         deliveries, self.deliveries = self.deliveries, {}
         for unicast in deliveries.values():  # each tries another subscriber

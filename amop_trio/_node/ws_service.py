@@ -78,7 +78,7 @@ class _WsRequest:
     def answer(self, status: int, data: bytes) -> None:
         session = self._session
         session.requests -= 1
-        session.answer_nowait(_answer_frame(self._frame, status, data))
+        session.send_answer_nowait(_answer_frame(self._frame, status, data))
 
 
 class SdkService(Service):
@@ -168,6 +168,7 @@ class SdkService(Service):
     @frame_handler
     async def _on_request(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
+        await session.wait_room()  # bounds the answers queued past the outbox's limits
         if session.requests >= self.limits.max_pending:
             self.stats.refused += 1
             await self._answer(

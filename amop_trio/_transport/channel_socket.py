@@ -1,7 +1,7 @@
 """Channel frames over a byte stream (TCP, or TLS over TCP): the 2.x transport.
 
-``StreamSocket`` has the interface of ``FrameSocket`` (``send``, ``receive``,
-``ping``, ``aclose``, ``remote``), so a ``FrameConnection`` runs either. Frame
+``StreamSocket`` has the interface of ``FrameSocket`` (``connection.FrameTransport``
+and ``send``), so a ``FrameConnection`` runs either. Frame
 boundaries come from the length prefix, found by ``ChannelDecoder``, which
 refuses an absurd length as soon as its 4 bytes arrive instead of buffering
 a body that will never be valid.
@@ -10,7 +10,7 @@ The 2.x protocol has no ping of its own: clients send HEARTBEAT frames and
 nodes answer them. So liveness is "a frame arrived lately": ``ping`` returns
 once a frame has arrived since the previous ``ping`` returned, and a client
 socket (given ``heartbeat``) first sends a heartbeat to provoke one. Transport
-errors are translated here, once, as in ``websocket``.
+errors are translated once, by ``StreamIO``.
 """
 
 from __future__ import annotations
@@ -24,19 +24,20 @@ import trio
 
 from .._errors import ConnectionLostError
 from .._wire.fisco2 import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
-from .fd_stream import StreamIO, StreamIOSocket, open_stream
+from .fd_stream import open_stream
+from .stream_io import StreamIO
 from .ws_socket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
 SCHEME = "channel"
 
 
-class StreamSocket(StreamIOSocket):
+class StreamSocket:
     """One byte stream carrying channel frames. Safe for one reader and one writer task.
 
     ``heartbeat``, if given, makes a frame for ``ping`` to send (a client's
     HEARTBEAT); without it ``ping`` only watches for frames from the peer (a
-    node, whose clients send the heartbeats). Sends are serialised by a lock,
+    node, whose clients send the heartbeats). Sends take turns (``StreamIO``),
     since ``ping`` and the connection's writer may send at the same time.
     """
 
@@ -66,12 +67,20 @@ class StreamSocket(StreamIOSocket):
         """Send frames back to back in one write."""
         await self._io.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
-    def send_nowait(self, frame: bytes) -> bool:
-        """Start sending one frame without blocking; False if another write is under way."""
-        return self._io.write_nowait(frame)
+    def try_send(self, frame: bytes) -> memoryview | None:
+        """Send one frame as far as the kernel takes it now (see ``StreamIO.try_send``)."""
+        return self._io.try_send(frame)
+
+    async def finish_send(self, rest: memoryview) -> None:
+        """Send the rest of the frame ``try_send`` began."""
+        await self._io.finish(rest)
 
     async def receive(self) -> bytes:
-        """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames."""
+        """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames.
+
+        A cancel point; a schedule point only when it has to wait for bytes.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while (frame := self._decoder.next_frame_bytes()) is None:
             data = await self._io.receive()
             if not data:
@@ -86,6 +95,7 @@ class StreamSocket(StreamIOSocket):
 
     async def ping(self) -> None:
         """Return once a frame has arrived since the last ``ping`` (after a heartbeat, if set)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self.heartbeat is not None:
             self._received_at_ping = self._received
             await self.send(self.heartbeat())
@@ -95,7 +105,7 @@ class StreamSocket(StreamIOSocket):
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the stream (TLS politely if quick); ``code`` and ``reason`` have no place on it."""
-        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:  # noqa: ASYNC912 - shielded, and bounded
             scope.shield = True
             with contextlib.suppress(Exception):  # closing must never raise
                 await self._stream.aclose()

@@ -1,25 +1,33 @@
-"""TCP for both transports: opening a connection (TLS when given a context), and its byte I/O."""
+"""TCP for both transports: opening a connection (TLS when given a context), and its stream.
+
+A connection's bytes go through one ``trio.abc.Stream``, whatever it runs on:
+an ``FdSocketStream`` for plain TCP (on POSIX), a ``trio.SSLStream`` for TLS.
+``connection_stream`` picks it for an opened or accepted stream.
+"""
 
 from __future__ import annotations
 
+import errno
+import operator
 import os
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import trio
 
-from .._errors import ConnectError, ConnectionLostError
+from .._errors import ConnectError
 
 #: Bytes read from a stream at a time.
 RECEIVE_SIZE = 65536
 #: Whether plain sockets are read and written on their file descriptors.
 _RAW = os.name == "posix"
-_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: Unsent bytes a socket holds before it stops taking more, as ``trio.SocketStream`` sets it.
+_NOTSENT_LOWAT = 2**14
 
 
 @asynccontextmanager
-async def open_stream(
+async def open_stream(  # noqa: ASYNC911 - the body's own I/O is the checkpoint after the yield
     url: str, host: str, port: int, *, ssl_context: ssl.SSLContext | None, timeout: float
 ) -> AsyncIterator[trio.abc.Stream]:
     """A connected stream, TLS handshake done, for the body to finish opening.
@@ -33,7 +41,7 @@ async def open_stream(
         with trio.fail_after(timeout):
             stream: trio.abc.Stream
             if ssl_context is None:
-                stream = await trio.open_tcp_stream(host, port)
+                stream = connection_stream(await trio.open_tcp_stream(host, port))
             else:
                 stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context)
             try:
@@ -57,181 +65,223 @@ async def open_stream(
         ) from None
 
 
-class StreamIO:
-    """Reads and writes bytes on a connected stream; remembers a write cut short.
+def connection_stream(stream: trio.abc.Stream, received: bytes = b"") -> trio.abc.Stream:
+    """The stream to run a connection on, ``received`` (bytes already read) first.
 
-    On a plain TCP socket (POSIX), it works on the file descriptor itself: a
-    write that the kernel takes whole returns without a trip through the
-    scheduler, and a read parks once until the socket is readable and then
-    reads, where ``trio.SocketStream`` spends a scheduler pass on each side of
-    each call. On a request/reply path that crosses four sockets that is most
-    of what a round trip costs. TLS streams go through trio's generic calls.
+    A plain ``trio.SocketStream`` becomes an ``FdSocketStream`` that owns its
+    socket (``stream`` must not be used after, except to close it); any other
+    stream, such as TLS, stays itself, behind a ``ReplayStream`` if there are
+    bytes to put back.
+    """
+    if _RAW and isinstance(stream, trio.SocketStream):
+        return FdSocketStream(stream.socket, received=received)
+    return ReplayStream(stream, received) if received else stream
 
-    A stream whose write was cut short may hold half a frame: it takes no more
-    writes, and its connection must be closed. Writes are serialised; one task
-    reads.
+
+#: Why an ``FdSocketStream`` refuses to send.
+_CLOSED = "this stream was already closed"
+_EOF_SENT = "can't send data after sending EOF"
+
+
+def _closed(what: str = _CLOSED) -> trio.ClosedResourceError:
+    return trio.ClosedResourceError(what)
+
+
+class FdSocketStream(trio.abc.HalfCloseableStream):
+    """A connected TCP socket as a trio stream that reads and writes its descriptor itself.
+
+    ``trio.SocketStream`` spends a scheduler pass on each side of each call.
+    Here ``receive_some`` parks once, until the socket is readable, and then
+    reads; and ``try_send`` writes what the kernel takes at once without the
+    scheduler at all, so a sender whose bytes fit in the kernel's buffer (the
+    usual case) does not yield. On a request/reply path that crosses four
+    sockets, that is most of what a round trip costs.
+
+    Otherwise it is a ``trio.abc.HalfCloseableStream`` with trio's rules:
+    every async method is a checkpoint; two tasks sending at once (in
+    ``send_all``, ``wait_send_all_might_not_block`` or ``send_eof``), or two
+    receiving, get ``trio.BusyResourceError``; a ``send_all`` cancelled after
+    its first check leaves the stream broken for sending, as ``trio.SSLStream``
+    does, since an unknown part of the data is on the wire. The peer or the
+    network failing is ``trio.BrokenResourceError``, using the stream after
+    this side closed it ``trio.ClosedResourceError``.
+
+    ``received`` are bytes already read from the socket (a sniffed prefix):
+    ``receive_some`` returns them first. The stream owns ``socket`` and closes
+    it in ``aclose``. POSIX only: it calls ``os.read`` and ``os.write``.
     """
 
-    def __init__(self, stream: trio.abc.Stream, remote: str, *, received: bytes = b"") -> None:
-        prefix = getattr(stream, "take_prefix", None)
-        if prefix is not None:  # a sniffed stream: its first bytes, then the stream below
-            received = prefix() + received
-            stream = stream.transport_stream  # type: ignore[attr-defined]
-        self._stream = stream
-        self._pending = received
-        self._socket = stream.socket if _RAW and isinstance(stream, trio.SocketStream) else None
-        self._lock = trio.Lock()
-        self._remote = remote
-        #: The unwritten end of a frame ``write_nowait`` started; goes out before anything else.
-        self._backlog = memoryview(b"")
-        self.interrupted = False
+    def __init__(self, socket: trio.socket.SocketType, *, received: bytes = b"") -> None:
+        self.socket = socket
+        self._received = received
+        self._sending = False
+        self._receiving = False
+        #: Why sends are refused (the stream was closed, or EOF sent); empty while they are not.
+        self._send_closed = ""
+        #: Why the stream is broken for sending; empty while it is not.
+        self._broken = ""
+        # trio.SocketStream's defaults: no Nagle delay, little unsent data held.
+        with suppress(OSError):  # not a TCP socket
+            socket.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+        if hasattr(trio.socket, "TCP_NOTSENT_LOWAT"):
+            with suppress(OSError):
+                socket.setsockopt(
+                    trio.socket.IPPROTO_TCP, trio.socket.TCP_NOTSENT_LOWAT, _NOTSENT_LOWAT
+                )
 
-    @property
-    def remote(self) -> str:
-        return self._remote
+    # -- sending ---------------------------------------------------------------
 
-    def _broken(self, exc: BaseException) -> ConnectionLostError:
-        return ConnectionLostError(f"connection to {self._remote} broken: {exc}")
+    def _check_send(self) -> None:
+        if self._send_closed:
+            raise _closed(self._send_closed)
+        if self._broken:
+            raise trio.BrokenResourceError(self._broken)
 
-    async def receive(self) -> bytes:
-        """Whatever arrived next (up to ``RECEIVE_SIZE`` bytes); ``b""`` once the peer closed."""
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        sock = self._socket
-        try:
-            if sock is None:
-                return bytes(await self._stream.receive_some(RECEIVE_SIZE))
-            while True:
-                if sock.fileno() < 0:  # closed by another task: trio cannot wait on it
-                    raise ConnectionLostError(f"connection to {self._remote} closed")
-                await trio.lowlevel.wait_readable(sock)
-                try:
-                    return os.read(sock.fileno(), RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue
-        except _BROKEN as exc:
-            raise self._broken(exc) from None
+    def _error(self, exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+        """``exc`` from the socket as a stream error; a broken socket stays broken."""
+        if exc.errno == errno.EBADF:
+            return _closed("the socket was closed")
+        self._broken = f"socket connection broken: {exc}"
+        return trio.BrokenResourceError(self._broken)
 
-    def _check_usable(self) -> None:
-        if self.interrupted:
-            raise ConnectionLostError(
-                f"connection to {self._remote} is unusable: a write was interrupted midway"
-            )
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Write as much of ``data`` as the kernel takes now; how many bytes that was.
 
-    @property
-    def backlogged(self) -> bool:
-        """True while part of a frame begun by ``write_nowait`` waits for ``flush``."""
-        return bool(self._backlog)
-
-    def write_nowait(self, data: bytes) -> bool:
-        """Start writing ``data`` now, without blocking; False (nothing done) if busy.
-
-        Only plain sockets do this, and only when no other write is under way.
-        What the kernel does not take at once stays as a backlog for the next
-        ``write`` or ``flush``.
+        Never blocks and is no checkpoint: the fast path of a sender that
+        keeps the rest of ``data`` to send later, in order, before anything
+        else. 0 if the kernel takes nothing now or another task is sending.
+        Raises what ``send_all`` raises when the stream cannot send.
         """
-        sock = self._socket
-        if sock is None or self._lock.locked() or self._backlog or self.interrupted:
-            return False
-        sent = self._try_write(sock, data)
-        if sent < len(data):
-            self._backlog = memoryview(data)[sent:]
-        return True
-
-    async def flush(self) -> None:
-        """Finish writing the backlog, if any."""
-        await self.write(b"")
-
-    async def write(self, data: bytes) -> None:
-        """Write all of ``data``; ``ConnectionLostError`` if the connection is unusable."""
-        self._check_usable()
-        sock = self._socket
-        if sock is None:
-            async with self._lock:
-                self._check_usable()
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    await self._stream.send_all(data)
-                except trio.Cancelled:
-                    self.interrupted = True
-                    raise
-                except _BROKEN as exc:
-                    raise self._broken(exc) from None
-            return
-        if self._lock.locked() or self._backlog:
-            async with self._lock:
-                self._check_usable()
-                await self._write_backlog(sock)
-                await self._write_raw(sock, memoryview(data), started=False)
-            return
-        # Nobody is writing: no scheduler pass unless the kernel's buffer is full.
-        sent = self._try_write(sock, data)
-        if sent < len(data):
-            self._lock.acquire_nowait()
-            try:
-                await self._write_raw(sock, memoryview(data)[sent:], started=sent > 0)
-            finally:
-                self._lock.release()
-
-    def _try_write(self, sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
+        if self._sending:
+            return 0
+        if self._send_closed or self._broken:
+            self._check_send()
         try:
-            return os.write(sock.fileno(), data)
+            return os.write(self.socket.fileno(), data)
         except BlockingIOError:
             return 0
         except OSError as exc:
-            raise self._broken(exc) from None
+            raise self._error(exc) from exc
 
-    async def _write_backlog(self, sock: trio.socket.SocketType) -> None:
-        """Finish the frame ``write_nowait`` began.
-
-        It is nobody's own write, so a cancellation here leaves the rest for
-        the next writer instead of marking the connection unusable.
-        """
-        while self._backlog:
-            sent = self._try_write(sock, self._backlog)
-            if sent:
-                self._backlog = self._backlog[sent:]
-                continue
-            try:
-                await trio.lowlevel.wait_writable(sock)
-            except _BROKEN as exc:
-                raise self._broken(exc) from None
-
-    async def _write_raw(
-        self, sock: trio.socket.SocketType, view: memoryview, *, started: bool
-    ) -> None:
-        """Write ``view`` as the socket takes it; ``started`` if part of the frame went out."""
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``; see the class for what a cancellation leaves."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
         try:
-            while view:
-                sent = self._try_write(sock, view)
-                if sent:
-                    view = view[sent:]
-                    started = True
-                else:
-                    await trio.lowlevel.wait_writable(sock)
-        except trio.Cancelled:
-            self.interrupted = started
-            raise
-        except _BROKEN as exc:
-            raise self._broken(exc) from None
+            self._check_send()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with memoryview(data) as view, view.cast("B") as octets:
+                done = 0
+                blocked = False
+                try:
+                    while done < len(octets):
+                        try:
+                            with octets[done:] as rest:
+                                sent = os.write(self.socket.fileno(), rest)
+                        except BlockingIOError:
+                            sent = 0
+                        except OSError as exc:
+                            raise self._error(exc) from exc
+                        if sent:
+                            done += sent
+                        else:
+                            blocked = True
+                            await trio.lowlevel.wait_writable(self.socket)
+                except trio.Cancelled:
+                    self._broken = "a send was cancelled midway: part of it may be on the wire"
+                    raise
+                if not blocked:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            self._check_send()
+            if self.socket.fileno() == -1:
+                raise _closed("the socket was closed")
+            await trio.lowlevel.wait_writable(self.socket)
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint()
+            if self._send_closed == _EOF_SENT:
+                return
+            if self._send_closed:
+                raise _closed(self._send_closed)
+            try:
+                self.socket.shutdown(trio.socket.SHUT_WR)
+            except OSError as exc:
+                raise self._error(exc) from exc
+            self._send_closed = _EOF_SENT
+        finally:
+            self._sending = False
+
+    # -- receiving -------------------------------------------------------------
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` (``RECEIVE_SIZE`` if None) bytes; ``b""`` once the peer closed."""
+        size = RECEIVE_SIZE if max_bytes is None else operator.index(max_bytes)
+        if size < 1:
+            raise ValueError("max_bytes must be >= 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            if self._received and self.socket.fileno() != -1:
+                await trio.lowlevel.checkpoint()
+                data, self._received = self._received[:size], self._received[size:]
+                return data
+            while True:
+                if self.socket.fileno() == -1:
+                    raise _closed()
+                await trio.lowlevel.wait_readable(self.socket)
+                try:
+                    return os.read(self.socket.fileno(), size)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise self._error(exc) from exc
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        """Close the socket; tasks blocked on it get ``trio.ClosedResourceError``."""
+        self._send_closed = _CLOSED
+        self._received = b""
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
 
 
-class StreamIOSocket:
-    """What a frame socket (``FrameSocket``, ``StreamSocket``) says of its ``StreamIO``."""
+class ReplayStream(trio.abc.Stream):
+    """``stream`` with ``prefix`` put back in front of what it receives."""
 
-    _io: StreamIO
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self.transport_stream = stream
+        self._prefix = prefix
 
-    @property
-    def interrupted(self) -> bool:
-        """True once a write was cut short: the connection must be closed."""
-        return self._io.interrupted
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            return data
+        return bytes(await self.transport_stream.receive_some(max_bytes))
 
-    @property
-    def backlogged(self) -> bool:
-        """True while the end of a frame ``send_nowait`` began still waits for ``flush``."""
-        return self._io.backlogged
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.transport_stream.send_all(data)
 
-    async def flush(self) -> None:
-        """Finish the frame ``send_nowait`` began."""
-        await self._io.flush()
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.transport_stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.transport_stream.aclose()

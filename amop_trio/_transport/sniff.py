@@ -4,8 +4,8 @@ Both protocols share the node's SDK port. After TLS (if any), a WebSocket
 client's first bytes are its HTTP upgrade, ``GET /…``; a channel client's are
 the u32 length of its first frame. Read as a length, ``GET `` is about 1.2 GB,
 far beyond any frame size a node accepts, so four bytes decide without doubt.
-``sniff`` reads them and returns a stream that replays them to whichever
-protocol takes the connection.
+``sniff`` reads them and returns them, for whoever takes the connection to
+read first (``fd_stream.connection_stream``).
 """
 
 from __future__ import annotations
@@ -34,41 +34,13 @@ def classify(first: bytes) -> Protocol | None:
     return Protocol.WEBSOCKET if first.startswith(HTTP_PREFIX) else Protocol.CHANNEL
 
 
-class ReplayStream(trio.abc.Stream):
-    """``stream`` with ``prefix`` put back in front of what it receives."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self.transport_stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        return bytes(await self.transport_stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport_stream.send_all(data)
-
-    def take_prefix(self) -> bytes:
-        """The replayed bytes not yet received, handed over to a reader of ``transport_stream``."""
-        prefix, self._prefix = self._prefix, b""
-        return prefix
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport_stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
-
-
-async def sniff(stream: trio.abc.Stream) -> tuple[Protocol | None, trio.abc.Stream]:
-    """Read until the protocol is known; ``None`` if the peer closed before saying."""
+async def sniff(stream: trio.abc.Stream) -> tuple[Protocol | None, bytes]:
+    """Read until the protocol is known; it and the bytes read (``None`` if the peer left first)."""
     first = b""
-    while (protocol := classify(first)) is None:
+    while True:  # classify(b"") is None: at least one read
         data = await stream.receive_some(SNIFF_SIZE - len(first))
         if not data:
-            return None, stream
+            return None, first
         first += data
-    return protocol, ReplayStream(stream, first)
+        if (protocol := classify(first)) is not None:
+            return protocol, first

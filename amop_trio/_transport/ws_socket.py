@@ -33,7 +33,8 @@ import trio
 from .._errors import AmopError, ConnectError, ConnectionLostError, WireError
 from .._wire import rfc6455 as ws
 from .._wire.ws_upgrade import ClientUpgrade, ServerUpgrade, UpgradeRefused
-from .fd_stream import RECEIVE_SIZE, StreamIO, StreamIOSocket, open_stream
+from .fd_stream import RECEIVE_SIZE, open_stream
+from .stream_io import StreamIO
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -45,7 +46,7 @@ WORK_PER_CHECKPOINT = 64
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-class FrameSocket(StreamIOSocket):
+class FrameSocket:
     """One WebSocket carrying AMOP frames: one reader task, any number of senders."""
 
     def __init__(
@@ -89,11 +90,17 @@ class FrameSocket(StreamIOSocket):
         mask = self._mask
         await self._write(b"".join([ws.encode_frame(ws.BINARY, f, mask=mask) for f in frames]))
 
-    def send_nowait(self, frame: bytes) -> bool:
-        """Start sending one frame without blocking; False if another write is under way."""
+    def try_send(self, frame: bytes) -> memoryview | None:
+        """Send one frame as far as the kernel takes it now (see ``StreamIO.try_send``)."""
         if self._closed:
-            return False
-        return self._io.write_nowait(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
+            raise ConnectionLostError(f"connection to {self.remote} is closing")
+        if not self._io.can_try:
+            return None
+        return self._io.try_send(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
+
+    async def finish_send(self, rest: memoryview) -> None:
+        """Send the rest of the frame ``try_send`` began."""
+        await self._io.finish(rest)
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone.
