@@ -265,9 +265,6 @@ async def test_amop_examples_across_two_nodes(chain: Path, nodes: tuple[NodeProc
             assert [f for f in conn.backlog if f.type != AMOP_RESPONSE] == []
 
 
-@pytest.mark.xfail(
-    reason="needs the node to write one frame per TLS record (transport change)", strict=False
-)
 async def test_pushes_in_a_burst_reach_a_go_reader(
     chain: Path, nodes: tuple[NodeProcess, ...]
 ) -> None:

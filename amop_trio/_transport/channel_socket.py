@@ -50,6 +50,7 @@ class StreamSocket:
         heartbeat: Callable[[], bytes] | None = None,
     ) -> None:
         self._stream = stream
+        self._record_per_frame = _is_tls(stream)
         self._decoder = ChannelDecoder(max_frame_size=max_frame_size)
         self._io = StreamIO(stream, remote)
         self._received = 0
@@ -64,8 +65,20 @@ class StreamSocket:
         await self.send_many((frame,))
 
     async def send_many(self, frames: Sequence[bytes]) -> None:
-        """Send frames back to back in one write."""
-        await self._io.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        """Send frames back to back: in one write, or over TLS one write (record) each.
+
+        A 2.x node writes every frame by itself, so every frame starts a TLS
+        record, and real SDKs count on it: go-sdk 1.x decodes one frame per
+        record it reads, leaving a second frame of the same record in its
+        buffer until the next record comes (docs/PROTOCOL.md, section 2).
+        """
+        if len(frames) == 1:
+            await self._io.write(frames[0])
+        elif self._record_per_frame:
+            for frame in frames:
+                await self._io.write(frame)
+        else:
+            await self._io.write(b"".join(frames))
 
     def try_send(self, frame: bytes) -> memoryview | None:
         """Send one frame as far as the kernel takes it now (see ``StreamIO.try_send``)."""
@@ -110,6 +123,16 @@ class StreamSocket:
             with contextlib.suppress(Exception):  # closing must never raise
                 await self._stream.aclose()
         await trio.aclose_forcefully(self._stream)
+
+
+def _is_tls(stream: trio.abc.Stream) -> bool:
+    """Whether ``stream`` is TLS, under any wrapper that names its ``transport_stream``."""
+    while not isinstance(stream, trio.SSLStream):
+        inner = getattr(stream, "transport_stream", None)
+        if not isinstance(inner, trio.abc.Stream):
+            return False
+        stream = inner
+    return True
 
 
 def endpoint_url(endpoint: str) -> str:
