@@ -31,12 +31,7 @@ from amop_trio._errors import ConnectionLostError
 from amop_trio._node.advert import build_parts
 from amop_trio._node.server import Node
 from amop_trio._security.certs import create_chain_ca, create_node_cert, node_id_from_cert
-from amop_trio._security.clienthello import (
-    SECP256K1_GROUP,
-    ReplayStream,
-    offered_groups,
-    read_client_hello,
-)
+from amop_trio._security.clienthello import SECP256K1_GROUP, offered_groups, read_client_hello
 from amop_trio._security.identity import (
     AdvertVerifier,
     NodeSigner,
@@ -49,6 +44,7 @@ from amop_trio._security.layout import find_node_certificates, load_signer
 from amop_trio._security.network_certs import create_network_certs
 from amop_trio._security.tls import client_context_from_dir
 from amop_trio._transport import ws_socket
+from amop_trio._transport.fd_stream import ReplayStream
 from amop_trio._wire.fisco3 import Frame, decode_frame, encode_frame, new_seq
 from amop_trio._wire.peer import Hello, PeerType, SignedPart, StatePart
 

@@ -36,6 +36,7 @@ import trio
 from .._errors import ConnectionLostError, PeerRefusedError, WireError
 from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
+from .._security.clienthello import read_client_hello
 from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
 from .._transport.fd_stream import connection_stream
@@ -253,7 +254,7 @@ class Node:
             sock: FrameSocket | StreamSocket | None = None
             with trio.move_on_after(self.limits.handshake_timeout) as scope:
                 if tls is not None:
-                    stream = await tls.accept(stream)
+                    stream = await _accept_tls(tls, stream)
                     if identify:
                         serve = partial(serve, certified=identify_peer(stream))
                 sock = await self._open_socket(stream, remote, sniffing=channel is not None)
@@ -355,6 +356,16 @@ class Node:
             if self.hub.remove(session):
                 self.network.topics_changed()
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)
+
+
+async def _accept_tls(tls: ServerTLS, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
+    """The server side of a TLS handshake on ``stream``, in the context its client asks for."""
+    hello = await read_client_hello(stream) if tls.reads_hello else b""
+    secure = trio.SSLStream(
+        connection_stream(stream, hello), tls.context_for(hello), server_side=True
+    )
+    await secure.do_handshake()
+    return secure
 
 
 def _server_tls(context: ssl.SSLContext | ServerTLS | None) -> ServerTLS | None:

@@ -8,7 +8,7 @@ defaults) never offers secp256k1 and wants an RSA or P-256 certificate, over
 TLS 1.3 or 1.2. One ``ssl.SSLContext`` cannot do both (Python 3.11 can set a
 single ECDHE group, and one context holds one EC certificate), so the node
 reads the ClientHello, picks a context by whether secp256k1 is offered, and
-hands the bytes it read to TLS in front of the rest (``ReplayStream``).
+hands the bytes it read to TLS in front of the rest.
 
 Sans-I/O parsing (``offered_groups``) plus one bounded read (``read_client_hello``).
 """
@@ -19,7 +19,7 @@ import struct
 
 import trio
 
-__all__ = ["SECP256K1_GROUP", "ReplayStream", "offered_groups", "read_client_hello"]
+__all__ = ["SECP256K1_GROUP", "offered_groups", "read_client_hello"]
 
 #: The secp256k1 named group (RFC 8422).
 SECP256K1_GROUP = 0x0016
@@ -114,28 +114,3 @@ async def read_client_hello(stream: trio.abc.Stream) -> bytes:
             break
         data += chunk
     return bytes(data)
-
-
-class ReplayStream(trio.abc.Stream):
-    """``stream`` with ``prefix`` in front of what it receives."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self.transport_stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            await trio.lowlevel.checkpoint()
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        return bytes(await self.transport_stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport_stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport_stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
