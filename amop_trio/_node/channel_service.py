@@ -301,6 +301,8 @@ class ChannelService(Service):
     @frame_handler
     async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
         body = _decode_topic_body(frame.data)
+        if self.publisher_gone(session, "unicast"):
+            return
         await session.wait_room()  # bounds the answers queued past the outbox's limits
         if session.requests >= self.limits.max_pending:
             await self._refuse(

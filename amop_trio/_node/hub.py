@@ -15,6 +15,7 @@ import trio
 
 from .._errors import WireError
 from .._log import log_event
+from .._requests import Deadlines
 from .._wire.status import Status
 from .limits import NodeStatistics
 from .session import Session
@@ -26,11 +27,21 @@ logger = logging.getLogger("amop_trio.node")
 class LocalHub:
     """Sessions of this node and delivery to them."""
 
-    def __init__(self, rng: random.Random, stats: NodeStatistics) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        stats: NodeStatistics,
+        deadlines: Deadlines,
+        *,
+        subscriber_timeout: float,
+    ) -> None:
         self.table = TopicTable()
         self.sessions: dict[int, Session] = {}
         self.stats = stats
         self.rng = rng
+        #: Ends unicasts in flight, and checks on subscribers that hold one.
+        self.deadlines = deadlines
+        self.subscriber_timeout = subscriber_timeout
         self._session_ended = trio.Event()
         #: Set when the node stops: unicasts in flight are dropped, not answered.
         self.stopping = False

@@ -25,11 +25,21 @@ class NodeLimits:
     #: is dropped; 2.x nodes allow 60 (FB2 ChannelSession.h), and go-sdk 1.x beats only
     #: every 30 to 40 s. ws clients are pinged instead (``ping_interval``).
     channel_idle_timeout: float = 60.0
+    #: Seconds a subscriber may hold a unicast while nothing at all comes from it (no
+    #: frame, no ping or pong, no heartbeat) before the node gives the unicast to another
+    #: subscriber and avoids this one for a while. A slow subscriber that is heard from
+    #: keeps its unicasts; one that stopped is skipped.
+    subscriber_timeout: float = 3.0
     #: The chain id 2.x SDKs are told (``getClientVersion``, "Chain Id"): go-sdk 1.x
     #: refuses a node whose chain id differs from its configured one (1 by default).
     chain_id: str = "1"
 
     def __post_init__(self) -> None:
+        if not self.subscriber_timeout > 0:
+            raise ValueError(
+                f"subscriber_timeout must be a positive number of seconds, "
+                f"got {self.subscriber_timeout!r}"
+            )
         if not isinstance(self.chain_id, str) or not _INT64.fullmatch(self.chain_id):
             raise ValueError(
                 f"chain_id must be a base-10 integer as text (go-sdk parses it as int64), "
@@ -49,3 +59,7 @@ class NodeStatistics:
     multicast_dropped: int = 0
     refused: int = 0
     forwarded: int = 0
+    #: Unicasts taken back from a subscriber that held them without a sign of life.
+    silent_subscribers: int = 0
+    #: Requests dropped because their publisher had closed its connection before they were read.
+    orphaned_requests: int = 0

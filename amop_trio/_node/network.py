@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._log import log_event
-from .._requests import Deadlines
 from .._transport import ws_socket
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import Frame, decode_frame
@@ -77,7 +76,7 @@ class Network:
         self.directory = Directory(node_id)
         self.private = PrivateTopics(hub.table)
         #: Ends the unicasts in flight through this node at their deadlines.
-        self.deadlines = Deadlines()
+        self.deadlines = hub.deadlines
         #: Keeps the node's loop awake between frames, if asked to; readers touch it.
         self.busy_poll = BusyPoll(busy_poll)
         self.links = Links(

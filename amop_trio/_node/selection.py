@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 
 def choose_unicast(
-    candidates: Iterable[int], tried: Collection[int], rng: random.Random | None = None
+    candidates: Iterable[int],
+    tried: Collection[int],
+    rng: random.Random | None = None,
+    avoided: Callable[[int], bool] | None = None,
 ) -> int | None:
-    """One subscriber picked uniformly among those not tried yet, or None."""
+    """One subscriber picked uniformly among those not tried yet, or None.
+
+    Those ``avoided`` says are failing are picked only when no other is left.
+    """
     remaining = [c for c in candidates if c not in tried]
+    if avoided is not None and len(remaining) > 1:
+        healthy = [c for c in remaining if not avoided(c)]
+        remaining = healthy or remaining
     if not remaining:
         return None
     return (rng or random).choice(remaining)

@@ -36,6 +36,7 @@ import trio
 from .._errors import ConnectionLostError, PeerRefusedError, WireError
 from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
+from .._requests import Deadlines
 from .._security.clienthello import read_client_hello
 from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
@@ -100,7 +101,9 @@ class Node:
         self.stats = NodeStatistics()
         self.node_id = node_id or default_node_id(host, port, p2p_host, p2p_port)
         rng = random.Random(seed)
-        self.hub = LocalHub(rng, self.stats)
+        self.hub = LocalHub(
+            rng, self.stats, Deadlines(), subscriber_timeout=self.limits.subscriber_timeout
+        )
         self.network = Network(
             self.node_id,
             self.hub,

@@ -40,6 +40,8 @@ class Session(FrameConnection):
         #: Requests of this client in flight: each owes it one answer.
         self.requests = 0
         self.dropped = 0
+        #: Until when (trio time) unicasts prefer other subscribers: this one failed.
+        self.avoid_until = 0.0
         #: node seqs of unicasts delivered to this session and not answered yet.
         self.deliveries: dict[bytes, Delivered] = {}
 

@@ -20,11 +20,18 @@ from __future__ import annotations
 import random
 from typing import Protocol
 
+import trio
+
 from .._errors import AmopError
+from .._requests import Deadlines
 from .._wire.fisco3 import Frame, new_seq
 from .._wire.status import Status
+from .limits import NodeStatistics
 from .selection import choose_unicast, choose_weighted
 from .session import Delivered, Session
+
+#: Seconds a subscriber that failed (silent, or its outbox full) is tried only last.
+AVOID_FOR = 30.0
 
 
 class Requester(Protocol):
@@ -40,6 +47,12 @@ class LocalSubscribers(Protocol):
     rng: random.Random
     #: True once the node stops: unicasts in flight are dropped, not answered.
     stopping: bool
+    #: Checks on subscribers that hold a unicast (``subscriber_timeout`` after delivery).
+    deadlines: Deadlines
+    subscriber_timeout: float
+
+    @property
+    def stats(self) -> NodeStatistics: ...
 
     def subscribers(self, topic: str) -> list[int]: ...
 
@@ -69,7 +82,17 @@ class Router(Protocol):
 class LocalUnicast:
     """A unicast delivered to this node's own subscribers of ``topic`` (of ``only``, if set)."""
 
-    __slots__ = ("_registered", "body", "done", "hub", "last_status", "requester", "topic", "tried")
+    __slots__ = (
+        "_holder",
+        "_registered",
+        "body",
+        "done",
+        "hub",
+        "last_status",
+        "requester",
+        "topic",
+        "tried",
+    )
 
     def __init__(
         self,
@@ -90,12 +113,21 @@ class LocalUnicast:
             self.tried.update(s for s in hub.subscribers(topic) if s not in only)
         #: The ``deliveries`` dict of the session holding this unicast, and its key there.
         self._registered: tuple[dict[bytes, Delivered], bytes] | None = None
+        #: The session holding it, while one does.
+        self._holder: Session | None = None
+
+    def _avoided(self, sid: int) -> bool:
+        session = self.hub.session(sid)
+        return session is not None and session.avoid_until > trio.current_time()
 
     def attempt(self) -> None:
-        """Send to a local subscriber not tried yet; if none is left, answer the last failure."""
+        """Send to a local subscriber not tried yet; if none is left, answer the last failure.
+
+        Subscribers that failed lately are tried last (``Session.avoid_until``).
+        """
         hub = self.hub
         while not self.done:
-            sid = choose_unicast(hub.subscribers(self.topic), self.tried, hub.rng)
+            sid = choose_unicast(hub.subscribers(self.topic), self.tried, hub.rng, self._avoided)
             if sid is None:
                 self.finish(
                     self.last_status, f"no local subscriber of {self.topic!r} answered".encode()
@@ -111,14 +143,44 @@ class LocalUnicast:
                 continue
             if not target.send_nowait(data):  # its outbox is full: busy
                 self.last_status = Status.SEND_FAILED
+                target.avoid_until = trio.current_time() + AVOID_FOR
                 continue
             target.deliveries[seq] = self
             self._registered = (target.deliveries, seq)
+            self._holder = target
+            now = trio.current_time()
+            hub.deadlines.add(now + hub.subscriber_timeout, _Silence(self, target, seq))
             return
+
+    def check_silence(self, holder: Session, seq: bytes) -> None:
+        """``subscriber_timeout`` after delivery: move on if nothing came from the holder.
+
+        A subscriber heard from (any frame, ping or pong) within the last
+        ``subscriber_timeout`` keeps the unicast: it is slow, not gone. One
+        that was silent is skipped and avoided for ``AVOID_FOR``; its answer,
+        should it come, is ignored. Without another subscriber to try here,
+        the unicast fails over to the next node (or fails, at the last one),
+        instead of waiting out the whole request timeout.
+        """
+        hub = self.hub
+        now = trio.current_time()
+        if now - holder.sock.heard_at < hub.subscriber_timeout and not holder.closed:
+            hub.deadlines.add(now + hub.subscriber_timeout, _Silence(self, holder, seq))
+            return
+        holder.avoid_until = now + AVOID_FOR
+        holder.deliveries.pop(seq, None)
+        self._registered = None
+        self._holder = None
+        self.last_status = Status.TIMEOUT
+        hub.stats.silent_subscribers += 1
+        self.attempt()
 
     def resolve(self, reply: Frame) -> None:
         """The subscriber answered (or refused, with a status)."""
         self._registered = None
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.avoid_until = 0.0
         if reply.status == 0:
             self.finish(0, reply.payload)
             return
@@ -129,6 +191,7 @@ class LocalUnicast:
     def fail(self, error: AmopError) -> None:
         """The subscriber went away before answering: try another (unless the node stops)."""
         self._registered = None
+        self._holder = None
         if self.hub.stopping:  # its publisher is about to lose its connection too
             self.done = True
             return
@@ -146,8 +209,29 @@ class LocalUnicast:
             deliveries, seq = self._registered
             deliveries.pop(seq, None)
             self._registered = None
+        self._holder = None
         self.body = b""
         self.requester.answer(status, data)
+
+
+class _Silence:
+    """A look, ``subscriber_timeout`` after a delivery, at whether its subscriber still speaks."""
+
+    __slots__ = ("_holder", "_seq", "_unicast")
+
+    def __init__(self, unicast: LocalUnicast, holder: Session, seq: bytes) -> None:
+        self._unicast = unicast
+        self._holder = holder
+        self._seq = seq
+
+    @property
+    def done(self) -> bool:
+        """The unicast was answered, ended or moved on since."""
+        registered = self._unicast._registered
+        return self._unicast.done or registered is None or registered[1] != self._seq
+
+    def expire(self) -> None:
+        self._unicast.check_silence(self._holder, self._seq)
 
 
 class RoutedUnicast:

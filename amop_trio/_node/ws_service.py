@@ -168,6 +168,8 @@ class SdkService(Service):
     @frame_handler
     async def _on_request(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
+        if self.publisher_gone(session, "unicast"):
+            return
         await session.wait_room()  # bounds the answers queued past the outbox's limits
         if session.requests >= self.limits.max_pending:
             self.stats.refused += 1
@@ -185,6 +187,8 @@ class SdkService(Service):
     @frame_handler
     async def _on_broadcast(self, session: Session, frame: Frame) -> None:
         body = decode_amop_body(frame.payload)
+        if ACKS in session.extras and self.publisher_gone(session, "multicast"):
+            return  # it waited for an acknowledgement that never came: it was told it failed
         self.stats.multicasts += 1
         if ACKS in session.extras:  # accepted: the publisher need not wait for the fan-out
             await self._answer(session, frame)

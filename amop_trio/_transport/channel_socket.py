@@ -72,13 +72,13 @@ class StreamSocket:
         record it reads, leaving a second frame of the same record in its
         buffer until the next record comes (docs/PROTOCOL.md, section 2).
         """
-        if len(frames) == 1:
-            await self._io.write(frames[0])
-        elif self._record_per_frame:
-            for frame in frames:
-                await self._io.write(frame)
-        else:
-            await self._io.write(b"".join(frames))
+        if not self._record_per_frame:
+            await self._io.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            return
+        first, *rest = frames
+        await self._io.write(first)
+        for frame in rest:
+            await self._io.write(frame)
 
     def try_send(self, frame: bytes) -> memoryview | None:
         """Send one frame as far as the kernel takes it now (see ``StreamIO.try_send``)."""
@@ -87,6 +87,20 @@ class StreamSocket:
     async def finish_send(self, rest: memoryview) -> None:
         """Send the rest of the frame ``try_send`` began."""
         await self._io.finish(rest)
+
+    @property
+    def heard_at(self) -> float:
+        """When bytes last came from the peer (trio time): a frame, a ping, a pong."""
+        return self._io.heard_at
+
+    @property
+    def quiet_for(self) -> float:
+        """How long the peer was silent before the bytes read last."""
+        return self._io.quiet_for
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end already (see ``StreamIO.peer_closed``)."""
+        return self._io.peer_closed()
 
     async def receive(self) -> bytes:
         """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames.

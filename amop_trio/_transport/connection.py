@@ -61,6 +61,17 @@ class FrameTransport(Protocol):
     async def receive(self) -> bytes:
         """The next frame."""
 
+    @property
+    def heard_at(self) -> float:
+        """When bytes last came from the peer (trio time)."""
+
+    @property
+    def quiet_for(self) -> float:
+        """How long the peer was silent before the bytes read last."""
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end already."""
+
     async def ping(self) -> None:
         """Return once the peer showed it is alive."""
 

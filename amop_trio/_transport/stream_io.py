@@ -13,12 +13,16 @@ connection's writer task.
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 from .._errors import ConnectionLostError
 from .fd_stream import FdSocketStream
 
 _NOTHING = memoryview(b"")
+#: TCP states (linux/tcp_states.h) of a socket whose peer has closed: CLOSE, CLOSE_WAIT, LAST_ACK.
+_PEER_GONE = frozenset({7, 8, 9})
 
 
 class StreamIO:
@@ -41,6 +45,9 @@ class StreamIO:
         self._cut = False
         #: Whether ``try_send`` can send now: the stream sends without blocking, and is free.
         self.can_try = self._fd is not None
+        #: When bytes last came from the peer (trio time), and how long it was silent before.
+        self.heard_at = trio.current_time()
+        self.quiet_for = 0.0
 
     def _lost(self, exc: BaseException) -> ConnectionLostError:
         if isinstance(exc, trio.ClosedResourceError):
@@ -81,7 +88,29 @@ class StreamIO:
             data = await self.stream.receive_some()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._lost(exc) from None
+        now = trio.current_time()
+        self.quiet_for = now - self.heard_at
+        self.heard_at = now
         return data if type(data) is bytes else bytes(data)
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has already closed its end (TCP's CLOSE_WAIT, or reset).
+
+        Bytes it sent before closing are still read: this says they come from a
+        peer that no longer waits for an answer. One system call; False when
+        the stream does not show its socket.
+        """
+        stream: object = self.stream
+        while not hasattr(stream, "socket"):
+            stream = getattr(stream, "transport_stream", None)
+            if stream is None:
+                return False
+        sock = stream.socket
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        except (OSError, AttributeError, IndexError):
+            return False
+        return state in _PEER_GONE
 
     def try_send(self, data: bytes) -> memoryview | None:
         """Send ``data`` as far as the kernel takes it now, without blocking.

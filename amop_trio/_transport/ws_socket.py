@@ -102,6 +102,20 @@ class FrameSocket:
         """Send the rest of the frame ``try_send`` began."""
         await self._io.finish(rest)
 
+    @property
+    def heard_at(self) -> float:
+        """When bytes last came from the peer (trio time): a frame, a ping, a pong."""
+        return self._io.heard_at
+
+    @property
+    def quiet_for(self) -> float:
+        """How long the peer was silent before the bytes read last."""
+        return self._io.quiet_for
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end already (see ``StreamIO.peer_closed``)."""
+        return self._io.peer_closed()
+
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone.
 
