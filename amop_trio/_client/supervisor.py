@@ -48,6 +48,9 @@ from .ws_link import open_ws_link
 
 logger = logging.getLogger("amop_trio.client")
 
+#: Seconds a closing client gives its link to say goodbye (the link's own close is bounded).
+_CLOSE_WAIT = 2.0
+
 
 class Supervisor:
     """Keeps one link to a node up, and the node informed of the client's topics."""
@@ -122,8 +125,10 @@ class Supervisor:
         self._link_changed.set()
         link = self.link
         if link is not None:
+            # The link's own task says goodbye, while its reader can still see the answer.
             link.close("client closed")
-            await link.sock.aclose(1000, "client closed")
+            with trio.move_on_after(_CLOSE_WAIT):
+                await link.ended.wait()
 
     # -- the topic set ----------------------------------------------------
 

@@ -119,6 +119,8 @@ class FrameConnection:
         self._has_room = trio.Event()
         #: The cancel scope of ``run``'s tasks, while it runs.
         self._tasks: trio.CancelScope | None = None
+        #: Set once ``run`` has ended and the socket is closed.
+        self.ended = trio.Event()
 
     def _lost(self) -> ConnectionLostError:
         return ConnectionLostError(f"connection to {self.name} lost: {self.reason}")
@@ -259,6 +261,7 @@ class FrameConnection:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.sock.aclose(self._close_code, self.reason[:120])
+                self.ended.set()
         return self.reason
 
     async def _writer(self, scope: trio.CancelScope) -> None:  # noqa: ASYNC910 - a task body
