@@ -54,8 +54,8 @@ async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> 
                 # Nothing is acknowledged through a frozen link, and what is buffered
                 # stays bounded by the outbox, not by the number of senders.
                 assert sent == 0
-                assert client._supervisor.link is not None
-                assert client._supervisor.link.outbox_used() <= 4
+                assert client._supervisor.uplink is not None
+                assert client._supervisor.uplink.outbox_used() <= 4
                 nursery.cancel_scope.cancel()
 
 

@@ -24,13 +24,12 @@ from amop_trio._errors import AmopError, EncodeError, FrameTooLargeError, WireEr
 from amop_trio._wire import fisco2 as channel
 from amop_trio._wire.extensions import Grant
 from amop_trio._wire.fisco2 import (
-    DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
     HEARTBEAT_ANSWER,
     HEARTBEAT_ANSWER_V1,
     HEARTBEAT_REQUEST,
     HEARTBEAT_REQUEST_V1,
-    MAX_TOPIC_BYTES,
+    MAX_CHANNEL_TOPIC_BYTES,
     SEQ_SIZE,
     ChannelDecoder,
     ChannelFrame,
@@ -55,6 +54,7 @@ from amop_trio._wire.fisco2 import (
     new_channel_seq,
     status_from_channel_result,
 )
+from amop_trio._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from amop_trio._wire.status import Status
 
 # No deadline (a loaded machine must not turn a slow example into a failure).
@@ -543,7 +543,7 @@ def test_decodable_topic_body_reencodes_identically(body: bytes) -> None:
     ids=["ascii", "2-byte", "3-byte", "4-byte"],
 )
 def test_topic_of_254_bytes_is_fine(topic: str) -> None:
-    assert len(topic.encode("utf-8")) == MAX_TOPIC_BYTES == 254
+    assert len(topic.encode("utf-8")) == MAX_CHANNEL_TOPIC_BYTES == 254
     body = encode_topic_body(topic, b"x")
     assert body[0] == 0xFF
     assert decode_topic_body(body) == TopicBody(topic, b"x")
@@ -1188,7 +1188,7 @@ def test_channel_types_match_spec() -> None:
         "VERIFY_REQUEST": 0x37,
         "VERIFY_RESULT": 0x38,
     }
-    assert (HEADER_SIZE, SEQ_SIZE, MAX_TOPIC_BYTES) == (42, 32, 254)
+    assert (HEADER_SIZE, SEQ_SIZE, MAX_CHANNEL_TOPIC_BYTES) == (42, 32, 254)
 
 
 def test_channel_results_match_spec() -> None:

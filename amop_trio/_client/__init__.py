@@ -3,7 +3,7 @@
 One module per job: ``client`` (the public API and ``open_amop``),
 ``config`` (endpoints, TLS, limits), ``subscription`` (queues and the topic
 registry), ``message``, ``private`` (private topics), ``supervisor`` (the
-connection kept up), ``link`` with ``ws_link`` and ``channel_link`` (one
+connection kept up), ``uplink`` with ``ws_uplink`` and ``channel_uplink`` (one
 connection in each protocol).
 """
 

@@ -3,19 +3,18 @@
 Theory of operation
 -------------------
 ``open_amop`` owns a nursery holding the client's tasks: the ``Supervisor``
-that keeps one connection (a ``Link``) to a node up, the timer that times out
+that keeps one connection (a ``Uplink``) to a node up, the timer that times out
 requests (``Deadlines``), the task that tells the node when the topic set
 changes, and the worker that challenges private-topic subscribers for the
-node. ``AmopClient`` turns calls into requests on the current link and
-subscriptions into entries of the ``TopicRegistry``, which the link's reader
-feeds. Subscriptions outlive links: a new link gets the whole topic set.
+node. ``AmopClient`` turns calls into requests on the current uplink and
+subscriptions into entries of the ``TopicRegistry``, which the uplink's reader
+feeds. Subscriptions outlive uplinks: a new uplink gets the whole topic set.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,23 +31,24 @@ from .._errors import (
 )
 from .._groups import unwrapped_errors
 from .._log import log_event
-from .._wire.fisco2 import MAX_TOPIC_BYTES, ChannelVerifyRequest
+from .._security.paths import StrPath
+from .._wire.fisco2 import MAX_CHANNEL_TOPIC_BYTES, ChannelVerifyRequest
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .._wire.topics import PUSH_PREFIX, VERIFY_PREFIX, private_topic
 from .config import CertSource, ClientConfig, make_config
-from .link import Link, check_answer
 from .message import Data, as_bytes
 from .private import PrivatePublisher, answer_challenges
 from .subscription import Subscription, TopicRegistry
 from .supervisor import Supervisor
+from .uplink import Uplink, check_answer
 
 if TYPE_CHECKING:  # cryptography loads only when TLS or private topics are used
     from cryptography.hazmat.primitives.asymmetric import ec
 
     #: A secp256k1 private key, or the PEM file or bytes holding it.
-    KeySource = ec.EllipticCurvePrivateKey | str | os.PathLike[str] | bytes
+    KeySource = ec.EllipticCurvePrivateKey | StrPath | bytes
     #: A secp256k1 public key, or the PEM file or bytes holding it.
-    PublicKeySource = ec.EllipticCurvePublicKey | str | os.PathLike[str] | bytes
+    PublicKeySource = ec.EllipticCurvePublicKey | StrPath | bytes
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -111,8 +111,8 @@ class AmopClient:
     @property
     def endpoint(self) -> str:
         """The URL of the node currently (or last) connected to."""
-        link = self._supervisor.link
-        return link.endpoint if link is not None else self._config.urls[0]
+        uplink = self._supervisor.uplink
+        return uplink.endpoint if uplink is not None else self._config.urls[0]
 
     @property
     def topics(self) -> list[str]:
@@ -127,7 +127,7 @@ class AmopClient:
     async def wait_connected(self) -> None:
         """Wait until a connection to a node is up."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        await self._supervisor.wait_link()
+        await self._supervisor.wait_uplink()
 
     async def wait_disconnected(self) -> None:
         """Wait until the current connection is lost (at once if none is up).
@@ -168,11 +168,11 @@ class AmopClient:
         if not self._config.channel:
             return
         size = len(wire_topic.encode("utf-8", "surrogatepass"))
-        if size > MAX_TOPIC_BYTES:
+        if size > MAX_CHANNEL_TOPIC_BYTES:
             shown = topic if topic is not None else wire_topic
             raise EncodeError(
                 f"topic {shown[:40]!r} is too long for the channel protocol: it takes "
-                f"{size} bytes on the wire, at most {MAX_TOPIC_BYTES} fit"
+                f"{size} bytes on the wire, at most {MAX_CHANNEL_TOPIC_BYTES} fit"
             )
 
     # -- private topics -------------------------------------------------------
@@ -209,9 +209,9 @@ class AmopClient:
                 continue
             try:
                 signature = await self.publish(request.topic_for_cert, challenge)
-                link = await self._supervisor.wait_link()
+                uplink = await self._supervisor.wait_uplink()
                 result = self._private.verdict(request, challenge, signature)
-                await link.send(link.verify_result_frame(result))
+                await uplink.send(uplink.verify_result_frame(result))
             except AmopError as exc:
                 log_event(logger, logging.INFO, "challenge_failed", topic=request.topic, error=exc)
 
@@ -238,10 +238,10 @@ class AmopClient:
         try:
             deadline = trio.current_time() + timeout
             supervisor = self._supervisor
-            link = supervisor.live_link() or await supervisor.wait_link_until(deadline)
+            uplink = supervisor.live_uplink() or await supervisor.wait_uplink_until(deadline)
             if private:
-                _require_private_topics(link)
-            answer = await link.publish(topic, payload, deadline)
+                _require_private_topics(uplink)
+            answer = await uplink.publish(topic, payload, deadline)
         except AmopTimeoutError:
             raise AmopTimeoutError(f"no reply on topic {topic!r} within {timeout:g} s") from None
         check_answer(answer, topic)
@@ -260,10 +260,10 @@ class AmopClient:
         try:
             deadline = trio.current_time() + timeout
             supervisor = self._supervisor
-            link = supervisor.live_link() or await supervisor.wait_link_until(deadline)
+            uplink = supervisor.live_uplink() or await supervisor.wait_uplink_until(deadline)
             if private:
-                _require_private_topics(link)
-            answer = await link.broadcast(topic, payload, deadline)
+                _require_private_topics(uplink)
+            answer = await uplink.broadcast(topic, payload, deadline)
         except AmopTimeoutError:
             raise AmopTimeoutError(
                 f"node did not accept the multicast on {topic!r} within {timeout:g} s"
@@ -281,7 +281,7 @@ class AmopClient:
         await trio.lowlevel.checkpoint_if_cancelled()
         timeout = self._config.timeout if timeout is None else timeout
         with trio.move_on_after(timeout) as scope:
-            answer = await (await self._supervisor.wait_link()).node_status()
+            answer = await (await self._supervisor.wait_uplink()).node_status()
         if scope.cancelled_caught:
             raise AmopTimeoutError(f"node did not answer the status query within {timeout:g} s")
         check_answer(answer, "(status)")
@@ -289,10 +289,10 @@ class AmopClient:
         return status
 
 
-def _require_private_topics(link: Link) -> None:
-    if not link.private_topics:
+def _require_private_topics(uplink: Uplink) -> None:
+    if not uplink.private_topics:
         raise NotSupportedError(
-            f"the node at {link.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
+            f"the node at {uplink.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
             "none): a private message would reach anyone; use a 2.x (channel://) or "
             "amop_trio node"
         )

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._security.paths import CertPaths, StrPath
 from .._transport import channel_socket, ws_socket
 
-_Path = str | os.PathLike[str]
 #: A certificate directory in the FISCO layout, or (CA, certificate, key) paths.
-CertSource = _Path | tuple[_Path, _Path, _Path]
+CertSource = StrPath | CertPaths
 #: What a directory needs to hold to serve as SDK certificates.
 SDK_CERT_FILES = ("ca.crt", "sdk.crt", "sdk.key")
 #: Where SDK certificates are looked for when none are given: ``amop chain``'s, then FISCO's.

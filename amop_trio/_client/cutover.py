@@ -1,19 +1,19 @@
-"""Replacing a link by another without losing or repeating a multicast.
+"""Replacing an uplink by another without losing or repeating a multicast.
 
 A FISCO BCOS 3.x node only ever adds topics to a connection (docs/PROTOCOL.md,
-"AMOP_SUBTOPIC"), so to unsubscribe the client opens a second link with the
+"AMOP_SUBTOPIC"), so to unsubscribe the client opens a second uplink with the
 smaller topic set and then closes the first. While both are open, a multicast
 on a topic of both sets reaches the client twice, and one the node sent just
-before it registered the new link reaches the client on the old link only.
+before it registered the new uplink reaches the client on the old uplink only.
 
-``Cutover`` makes each multicast count once. Both links subscribe a fresh
+``Cutover`` makes each multicast count once. Both uplinks subscribe a fresh
 marker topic, and the client multicasts numbered markers on it until both
-links have seen one. The node writes to each connection in order, so a
-marker that reached both links cuts the node's stream of multicasts in two:
-whatever it sent before the cut arrives on the old link ahead of the marker,
-whatever it sent after arrives on the new link behind it. The old link
+uplinks have seen one. The node writes to each connection in order, so a
+marker that reached both uplinks cuts the node's stream of multicasts in two:
+whatever it sent before the cut arrives on the old uplink ahead of the marker,
+whatever it sent after arrives on the new uplink behind it. The old uplink
 delivers up to the cut, the new one from the cut. Until the cut is known, a
-link holds what arrives after its first marker.
+uplink holds what arrives after its first marker.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class _Phase(enum.Enum):
 
 
 class Cutover:
-    """Which multicasts of the old and the new link to deliver while one replaces the other."""
+    """Which multicasts of the old and the new uplink to deliver while one replaces the other."""
 
     def __init__(self, marker_topic: str) -> None:
         self.topic = marker_topic
@@ -49,9 +49,9 @@ class Cutover:
         #: What each side received since its first marker: markers (ints) and deliveries.
         self._held: tuple[list[int | Delivery], list[int | Delivery]] = ([], [])
         self.cut: int | None = None
-        #: Set once the cut is known: the new link takes over.
+        #: Set once the cut is known: the new uplink takes over.
         self.known = trio.Event()
-        #: Set once both links are past the cut: the old one can go.
+        #: Set once both uplinks are past the cut: the old one can go.
         self.done = trio.Event()
 
     def route(self, side: Side, delivery: Delivery) -> list[Delivery]:
@@ -66,8 +66,8 @@ class Cutover:
         if phase is _Phase.HOLDING:
             self._held[side].append(delivery)
             return []
-        # Before its first marker, or before the cut, the old link's stream is
-        # before the cut and the new link's a copy of it; after, the reverse.
+        # Before its first marker, or before the cut, the old uplink's stream is
+        # before the cut and the new uplink's a copy of it; after, the reverse.
         before = phase in (_Phase.BEFORE_FIRST, _Phase.BEFORE_CUT)
         return [delivery] if before == (side is Side.OLD) else []
 
@@ -116,7 +116,7 @@ class Cutover:
             self.done.set()
 
     def abandon(self) -> list[Delivery]:
-        """The cut never came (a link stopped answering): release what the new link holds."""
+        """The cut never came (an uplink stopped answering): release what the new uplink holds."""
         released = [item for item in self._held[Side.NEW] if not isinstance(item, int)]
         self._held[Side.NEW].clear()
         self._phase = [_Phase.AFTER_CUT, _Phase.AFTER_CUT]

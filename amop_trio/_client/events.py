@@ -1,4 +1,4 @@
-"""What a link makes of the node's frames: answers to requests, and deliveries."""
+"""What an uplink makes of the node's frames: answers to requests, and deliveries."""
 
 from __future__ import annotations
 

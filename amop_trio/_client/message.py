@@ -10,7 +10,7 @@ import trio
 from .._errors import AmopError
 
 if TYPE_CHECKING:
-    from .link import Link
+    from .uplink import Uplink
 
 #: What ``publish``, ``broadcast`` and ``reply`` take as message data; text goes as UTF-8.
 Data = bytes | bytearray | memoryview | str
@@ -40,15 +40,21 @@ class Message:
     waits in vain.
     """
 
-    __slots__ = ("_link", "_replied", "_seq", "_wire_topic", "data", "kind", "topic")
+    __slots__ = ("_replied", "_seq", "_uplink", "_wire_topic", "data", "kind", "topic")
 
     def __init__(
-        self, topic: str, data: bytes, kind: MessageKind, link: Link, seq: bytes, wire_topic: str
+        self,
+        topic: str,
+        data: bytes,
+        kind: MessageKind,
+        uplink: Uplink,
+        seq: bytes,
+        wire_topic: str,
     ) -> None:
         self.topic = topic
         self.data = data
         self.kind = kind
-        self._link = link
+        self._uplink = uplink
         self._seq = seq
         self._wire_topic = wire_topic
         self._replied = kind is MessageKind.MULTICAST
@@ -63,7 +69,7 @@ class Message:
 
     def reply_frame(self, data: bytes, status: int = 0) -> bytes:
         """The frame answering this unicast on the connection it came by."""
-        return self._link.reply_frame(self._seq, self._wire_topic, data, status)
+        return self._uplink.reply_frame(self._seq, self._wire_topic, data, status)
 
     async def reply(self, data: Data) -> None:
         """Answer a unicast; the publisher's ``publish`` returns ``data``.
@@ -76,19 +82,19 @@ class Message:
             raise AmopError("only unicast messages take a reply; this one was a multicast")
         if self._replied:
             raise AmopError(f"this message on topic {self.topic!r} has already been answered")
-        link = self._link
+        uplink = self._uplink
         frame = self.reply_frame(as_bytes(data))
-        link.check_size(frame)
+        uplink.check_size(frame)
         self._replied = True
         try:
-            if not link.send_nowait(frame):  # the outbox is full: wait for room
-                await link.send(frame)
+            if not uplink.send_nowait(frame):  # the outbox is full: wait for room
+                await uplink.send(frame)
         finally:
-            link.reply_sent()
+            uplink.reply_sent()
 
     def settle(self, status: int = 0) -> None:
         """Answer with an empty reply (or a failure status) if nobody did; never blocks."""
         if not self._replied:
             self._replied = True
-            self._link.send_nowait(self.reply_frame(b"", status))
-            self._link.reply_sent()
+            self._uplink.send_nowait(self.reply_frame(b"", status))
+            self._uplink.reply_sent()

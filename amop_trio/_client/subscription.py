@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .events import Delivery
-    from .link import Link
+    from .uplink import Uplink
 
 logger = logging.getLogger("amop_trio.client")
 
@@ -311,12 +311,12 @@ class TopicRegistry:
             del self._by_topic[sub.topic]
             self.version += 1
 
-    def deliver(self, link: Link, delivery: Delivery) -> bytes | None:
+    def deliver(self, uplink: Uplink, delivery: Delivery) -> bytes | None:
         """Queue a message on its subscriptions; the frame refusing a unicast nobody took."""
         kind = MessageKind.MULTICAST if delivery.multicast else MessageKind.UNICAST
         topic = delivery.topic
         shown = topic.removeprefix(PRIVATE_PREFIX)
-        message = Message(shown, delivery.data, kind, link, delivery.seq, topic)
+        message = Message(shown, delivery.data, kind, uplink, delivery.seq, topic)
         subs = self._by_topic.get(topic)
         if kind is MessageKind.MULTICAST:
             for sub in subs or ():
@@ -329,7 +329,7 @@ class TopicRegistry:
             if len(candidates) > 1:
                 random.shuffle(candidates)
             if any(sub.offer(message) for sub in candidates):
-                link.unanswered += 1
+                uplink.unanswered += 1
                 return None
             status = Status.SEND_FAILED
         return message.reply_frame(b"", status)

@@ -1,18 +1,18 @@
-"""The client's connection supervisor: one link to a node, kept up for the client's life.
+"""The client's connection supervisor: one uplink to a node, kept up for the client's life.
 
-``Supervisor.run`` opens a link (ws, or channel for ``channel://``
-endpoints), handshakes, and serves it: the link's own reader, writer and
-pinger run in the link's nursery, and the reader dispatches what the node
+``Supervisor.run`` opens an uplink (ws, or channel for ``channel://``
+endpoints), handshakes, and serves it: the uplink's own reader, writer and
+pinger run in the uplink's nursery, and the reader dispatches what the node
 sends (deliveries to the ``TopicRegistry``, answers to the requests waiting
-on the link, verification requests to the client's private-topic worker).
-When the link dies, every request in flight on it fails at once with
+on the uplink, verification requests to the client's private-topic worker).
+When the uplink dies, every request in flight on it fails at once with
 ``ConnectionLostError``; the supervisor reconnects with exponential backoff
 and jitter, handshakes again and sends the complete topic set.
 
 A node that cannot drop topics from a connection (a real 3.x node) is told
-of a smaller topic set by a new link: the supervisor opens it with the new
-set, hands over to it (``cutover.Cutover``) and retires the old link once
-nothing waits on it. Each link runs in a task of the supervisor's nursery.
+of a smaller topic set by a new uplink: the supervisor opens it with the new
+set, hands over to it (``cutover.Cutover``) and retires the old uplink once
+nothing waits on it. Each uplink runs in a task of the supervisor's nursery.
 """
 
 from __future__ import annotations
@@ -38,22 +38,22 @@ from .._requests import Deadlines
 from .._transport import channel_socket
 from .._wire.fisco2 import ChannelVerifyRequest
 from .._wire.topics import is_private_family
-from .channel_link import open_channel_link
+from .channel_uplink import open_channel_uplink
 from .config import ClientConfig
 from .cutover import Cutover, Side
 from .events import Answer, Delivery
-from .link import Link, check_answer
 from .subscription import TopicRegistry
-from .ws_link import open_ws_link
+from .uplink import Uplink, check_answer
+from .ws_uplink import open_ws_uplink
 
 logger = logging.getLogger("amop_trio.client")
 
-#: Seconds a closing client gives its link to say goodbye (the link's own close is bounded).
+#: Seconds a closing client gives its uplink to say goodbye (its own close is bounded).
 _CLOSE_WAIT = 2.0
 
 
 class Supervisor:
-    """Keeps one link to a node up, and the node informed of the client's topics."""
+    """Keeps one uplink to a node up, and the node informed of the client's topics."""
 
     def __init__(
         self,
@@ -64,101 +64,101 @@ class Supervisor:
         self.config = config
         self.registry = registry
         self._verify_requests = verify_requests
-        self.link: Link | None = None
-        self._link_changed = trio.Event()
-        #: Times out the requests of every link of this client.
+        self.uplink: Uplink | None = None
+        self._uplink_changed = trio.Event()
+        #: Times out the requests of every uplink of this client.
         self.deadlines = Deadlines()
         self.closed = False
         self.reconnects = 0
         self._topic_lock = trio.Lock()
         self._sync_wanted = trio.Event()
-        self._links: trio.Nursery | None = None
+        self._uplinks: trio.Nursery | None = None
         self._plain_logged = False
 
     @property
     def connected(self) -> bool:
-        link = self.link
-        return link is not None and not link.closed
+        uplink = self.uplink
+        return uplink is not None and not uplink.closed
 
-    # -- the current link -------------------------------------------------
+    # -- the current uplink -------------------------------------------------
 
-    async def wait_link(self) -> Link:
-        """The live link, once there is one; ``ClientClosedError`` once the client closed."""
+    async def wait_uplink(self) -> Uplink:
+        """The live uplink, once there is one; ``ClientClosedError`` once the client closed."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self.closed:
                 raise ClientClosedError("the client is closed")
-            link = self.link
-            if link is not None and not link.closed:
-                return link
-            await self._link_changed.wait()
+            uplink = self.uplink
+            if uplink is not None and not uplink.closed:
+                return uplink
+            await self._uplink_changed.wait()
 
-    def live_link(self) -> Link | None:
-        """The current link if it is up, without waiting."""
-        link = self.link
-        return None if link is None or link.closed else link
+    def live_uplink(self) -> Uplink | None:
+        """The current uplink if it is up, without waiting."""
+        uplink = self.uplink
+        return None if uplink is None or uplink.closed else uplink
 
-    async def wait_link_until(self, deadline: float) -> Link:
-        """The live link once there is one; ``AmopTimeoutError`` if none comes by ``deadline``."""
+    async def wait_uplink_until(self, deadline: float) -> Uplink:
+        """The live uplink once there is one; ``AmopTimeoutError`` if none comes by ``deadline``."""
         with trio.move_on_at(deadline):
-            return await self.wait_link()
+            return await self.wait_uplink()
         raise AmopTimeoutError("no connection in time")
 
     async def wait_disconnected(self) -> None:
-        """Return once the current link is lost (at once if none is up)."""
+        """Return once the current uplink is lost (at once if none is up)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self.connected and not self.closed:
-            await self._link_changed.wait()
+            await self._uplink_changed.wait()
 
-    def _set_link(self, link: Link | None) -> None:
-        if link is not None:
-            link.deadlines = self.deadlines
-        self.link = link
-        self._link_changed.set()
-        self._link_changed = trio.Event()
+    def _set_uplink(self, uplink: Uplink | None) -> None:
+        if uplink is not None:
+            uplink.deadlines = self.deadlines
+        self.uplink = uplink
+        self._uplink_changed.set()
+        self._uplink_changed = trio.Event()
 
     async def close(self) -> None:
-        """Stop for good: close the link politely while its reader can still see the answer."""
+        """Stop for good: close the uplink politely while its reader can still see the answer."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self.closed = True
         self.registry.closed = True
-        self._link_changed.set()
-        link = self.link
-        if link is not None:
-            # The link's own task says goodbye, while its reader can still see the answer.
-            link.close("client closed")
+        self._uplink_changed.set()
+        uplink = self.uplink
+        if uplink is not None:
+            # The uplink's own task says goodbye, while its reader can still see the answer.
+            uplink.close("client closed")
             with trio.move_on_after(_CLOSE_WAIT):
-                await link.ended.wait()
+                await uplink.ended.wait()
 
     # -- the topic set ----------------------------------------------------
 
     async def sync_topics(self) -> None:
         """Send the complete topic set to the node if it has changed since last sent."""
         async with self._topic_lock:
-            link = self.link
+            uplink = self.uplink
             version = self.registry.version
-            if link is None or link.closed or link.topics_version == version:
+            if uplink is None or uplink.closed or uplink.topics_version == version:
                 return
-            if not link.private_topics:
-                self._refuse_private(link)
+            if not uplink.private_topics:
+                self._refuse_private(uplink)
             topics = self.registry.topics
             try:
-                if not link.topics_replace and not link.topics_sent <= set(topics):
-                    await self._replace(link, topics, version)
+                if not uplink.topics_replace and not uplink.topics_sent <= set(topics):
+                    await self._replace(uplink, topics, version)
                     return
                 with trio.move_on_after(self.config.timeout):
-                    answer = await link.send_topics(topics)
+                    answer = await uplink.send_topics(topics)
                     if answer is not None:
                         check_answer(answer, "(subscription)")
-                    link.topics_sent = frozenset(topics)
-                    link.topics_version = version
+                    uplink.topics_sent = frozenset(topics)
+                    uplink.topics_version = version
             except ConnectionLostError:
-                return  # the next link sends the set after its handshake
+                return  # the next uplink sends the set after its handshake
 
-    def _refuse_private(self, link: Link) -> None:
+    def _refuse_private(self, uplink: Uplink) -> None:
         """Fail the private-topic subscriptions a node cannot enforce, rather than degrade."""
         error = NotSupportedError(
-            f"the node at {link.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
+            f"the node at {uplink.endpoint} cannot enforce private topics (FISCO BCOS 3.x has "
             "none): subscribing would let anyone receive them; use a 2.x (channel://) or "
             "amop_trio node"
         )
@@ -183,26 +183,26 @@ class Supervisor:
     # -- supervision ------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep one link up for the client's whole life; started once the first is up."""
+        """Keep one uplink up for the client's whole life; started once the first is up."""
         urls = self.config.urls
         started = False
         attempt = 0
         index = 0
-        async with trio.open_nursery() as links:
-            self._links = links
+        async with trio.open_nursery() as uplinks:
+            self._uplinks = uplinks
             while True:
                 url = urls[index % len(urls)]
                 index += 1
                 failure: AmopError
                 try:
-                    link = await self._open_link(url)
+                    uplink = await self._open_uplink(url)
                     if started:
                         self.reconnects += 1
                     else:
                         started = True
                         task_status.started()
                     attempt = 0
-                    await self._serve_until_lost(link)
+                    await self._serve_until_lost(uplink)
                 except AmopError as error:
                     failure = error
                 else:
@@ -210,7 +210,7 @@ class Supervisor:
                 if self.closed:
                     break
                 if (not started and index >= len(urls)) or (started and not self.config.reconnect):
-                    links.cancel_scope.cancel()
+                    uplinks.cancel_scope.cancel()
                     raise failure
                 if not started:
                     continue
@@ -225,20 +225,20 @@ class Supervisor:
                     delay=f"{delay:.2f}",
                 )
                 await trio.sleep(delay)
-            links.cancel_scope.cancel()
+            uplinks.cancel_scope.cancel()
 
-    async def _serve_until_lost(self, link: Link) -> None:
-        """Make ``link`` current; return once the current link (it, or its successor) is lost."""
+    async def _serve_until_lost(self, uplink: Uplink) -> None:
+        """Make ``uplink`` current; return once it (or its successor) is lost."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        assert self._links is not None
-        self._set_link(link)
-        self._links.start_soon(self._run_link, link)
+        assert self._uplinks is not None
+        self._set_uplink(uplink)
+        self._uplinks.start_soon(self._run_uplink, uplink)
         self.sync_topics_soon()
-        while self.link is not None:
-            await self._link_changed.wait()
+        while self.uplink is not None:
+            await self._uplink_changed.wait()
 
-    async def _open_link(self, url: str) -> Link:
-        """Open a link to ``url``; once TLS is in play, a TLS failure is final for that try."""
+    async def _open_uplink(self, url: str) -> Uplink:
+        """Open an uplink to ``url``; once TLS is in play, a TLS failure is final for that try."""
         context = self.config.ssl_context
         if context is None and not self._plain_logged:
             self._plain_logged = True
@@ -251,11 +251,11 @@ class Supervisor:
             )
         return await self._connect(url, context)
 
-    async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Link:
+    async def _connect(self, url: str, ssl_context: ssl.SSLContext | None) -> Uplink:
         """Open the connection and handshake; ``ConnectError`` says why not."""
         config = self.config
         opener = (
-            open_channel_link if url.startswith(f"{channel_socket.SCHEME}://") else open_ws_link
+            open_channel_uplink if url.startswith(f"{channel_socket.SCHEME}://") else open_ws_uplink
         )
         return await opener(
             url,
@@ -265,41 +265,41 @@ class Supervisor:
             outbox_size=config.outbox_size,
         )
 
-    async def _run_link(self, link: Link) -> None:
-        """Serve one link until it ends; the current link's end is a lost connection."""
+    async def _run_uplink(self, uplink: Uplink) -> None:
+        """Serve one uplink until it ends; the current uplink's end is a lost connection."""
 
         async def read_loop(_: trio.Nursery) -> None:
-            await self._reader(link)
+            await self._reader(uplink)
 
         try:
-            reason = await link.run(
+            reason = await uplink.run(
                 read_loop,
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_timeout,
             )
         finally:
-            if self.link is link:
-                self._set_link(None)
-        log_event(logger, logging.INFO, "disconnected", endpoint=link.endpoint, reason=reason)
+            if self.uplink is uplink:
+                self._set_uplink(None)
+        log_event(logger, logging.INFO, "disconnected", endpoint=uplink.endpoint, reason=reason)
 
-    # -- replacing a link (unsubscribing on a 3.x node) ------------------------------
+    # -- replacing an uplink (unsubscribing on a 3.x node) ------------------------------
 
-    async def _replace(self, old: Link, topics: list[str], version: int) -> None:
-        """Hand over from ``old`` to a new link that holds only ``topics``.
+    async def _replace(self, old: Uplink, topics: list[str], version: int) -> None:
+        """Hand over from ``old`` to a new uplink that holds only ``topics``.
 
-        Unicasts keep arriving on both links and are answered on the one they
-        came by; multicasts are counted once (``Cutover``). If the new link
+        Unicasts keep arriving on both uplinks and are answered on the one they
+        came by; multicasts are counted once (``Cutover``). If the new uplink
         cannot be opened, the old one stays and the unsubscription is retried
         at the next change.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        assert self._links is not None
+        assert self._uplinks is not None
         try:
             new = await self._connect(old.endpoint, self.config.ssl_context)
         except ConnectError as exc:
             log_event(logger, logging.WARNING, "unsubscribe_deferred", error=exc)
             return
-        if self.closed:  # the client closed while the new link opened: its nursery is gone
+        if self.closed:  # the client closed while the new uplink opened: its nursery is gone
             await new.sock.aclose()
             return
         marker = f"_amop_trio_cutover_{uuid.uuid4().hex}"
@@ -307,7 +307,7 @@ class Supervisor:
         old.cutover, old.cutover_side = cut, Side.OLD
         new.cutover, new.cutover_side = cut, Side.NEW
         new.deadlines = self.deadlines
-        self._links.start_soon(self._run_link, new)
+        self._uplinks.start_soon(self._run_uplink, new)
         with trio.move_on_after(self.config.timeout):
             await new.send_topics([*topics, marker])
             await old.send_topics(sorted(old.topics_sent | {marker}))
@@ -328,34 +328,34 @@ class Supervisor:
         new.topics_sent = frozenset([*topics, marker])
         new.topics_version = version
         if not old.closed:
-            self._set_link(new)
-        self._links.start_soon(self._retire, old, new, cut)
+            self._set_uplink(new)
+        self._uplinks.start_soon(self._retire, old, new, cut)
 
-    async def _retire(self, old: Link, new: Link, cut: Cutover) -> None:
+    async def _retire(self, old: Uplink, new: Uplink, cut: Cutover) -> None:
         """Close ``old`` once nothing waits on it and it is past the cut (or in time)."""
         with trio.move_on_after(self.config.timeout):
             await old.wait_idle()
             await cut.done.wait()
-        old.close("replaced by a link with fewer topics")
+        old.close("replaced by an uplink with fewer topics")
         if new.cutover is cut:
             cut.abandon()
             new.cutover = None
 
-    async def _reader(self, link: Link) -> None:
-        """Dispatch each frame from the node, until the link ends."""
+    async def _reader(self, uplink: Uplink) -> None:
+        """Dispatch each frame from the node, until the uplink ends."""
         while True:
-            event = link.decode(await link.sock.receive())
+            event = uplink.decode(await uplink.sock.receive())
             if isinstance(event, Delivery):
-                cut = link.cutover
+                cut = uplink.cutover
                 if cut is not None and (event.multicast or event.topic == cut.topic):
-                    for delivery in cut.route(link.cutover_side, event):
-                        self.registry.deliver(link, delivery)
+                    for delivery in cut.route(uplink.cutover_side, event):
+                        self.registry.deliver(uplink, delivery)
                     continue
-                refusal = self.registry.deliver(link, event)
+                refusal = self.registry.deliver(uplink, event)
                 if refusal is not None:
-                    await link.send(refusal)
+                    await uplink.send(refusal)
             elif isinstance(event, Answer):
-                if not link.resolve(event):
+                if not uplink.resolve(event):
                     log_event(logger, logging.DEBUG, "frame_ignored", status=event.status)
             elif isinstance(event, ChannelVerifyRequest):
                 try:

@@ -30,7 +30,7 @@ from .._errors import EncodeError, WireError
 from .._log import log_event
 from .._wire.extensions import CHANNEL_EXTRAS, STATUS, Grant
 from .._wire.fisco2 import (
-    MAX_TOPIC_BYTES,
+    MAX_CHANNEL_TOPIC_BYTES,
     ChannelFrame,
     ChannelHandshakeRequest,
     ChannelHandshakeResponse,
@@ -126,10 +126,10 @@ def _decode_topic_body(data: bytes) -> TopicBody:
     try:
         return decode_topic_body(data)
     except WireError as exc:
-        if data[:1] == b"\x00" and len(data) > MAX_TOPIC_BYTES:
+        if data[:1] == b"\x00" and len(data) > MAX_CHANNEL_TOPIC_BYTES:
             raise WireError(
                 f"{exc} (was the topic 255 bytes long? a topic body holds at most "
-                f"{MAX_TOPIC_BYTES} bytes of topic)",
+                f"{MAX_CHANNEL_TOPIC_BYTES} bytes of topic)",
                 status=exc.status,
             ) from None
         raise
@@ -154,7 +154,7 @@ class _ChannelRequest:
         )
 
 
-Handler = Callable[["ChannelService", ChannelSession, ChannelFrame], Awaitable[None]]
+ChannelHandler = Callable[["ChannelService", ChannelSession, ChannelFrame], Awaitable[None]]
 
 
 class ChannelService(Service):
@@ -170,7 +170,7 @@ class ChannelService(Service):
     ) -> None:
         super().__init__(hub, network, limits, stats, status)
         #: Longest topic a channel client may use: what a topic body can carry.
-        self.max_topic_bytes = min(MAX_TOPIC_BYTES, limits.max_topic_length)
+        self.max_topic_bytes = min(MAX_CHANNEL_TOPIC_BYTES, limits.max_topic_length)
 
     async def serve(self, session: ChannelSession) -> None:
         """Read and answer the session's frames until it closes."""
@@ -360,7 +360,7 @@ class ChannelService(Service):
 
 
 #: Packet types served: the handler, and the extension a client needs for it (or None).
-_HANDLERS: dict[int, tuple[Handler, str | None]] = {
+_HANDLERS: dict[int, tuple[ChannelHandler, str | None]] = {
     ChannelType.RPC: (ChannelService._on_rpc, None),
     ChannelType.HEARTBEAT: (ChannelService._on_heartbeat, None),
     ChannelType.HANDSHAKE: (ChannelService._on_handshake, None),

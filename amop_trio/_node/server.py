@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 import random
 import ssl
 import time
@@ -38,6 +37,7 @@ from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
 from .._requests import Deadlines
 from .._security.clienthello import read_client_hello
+from .._security.paths import StrPath
 from .._security.server_tls import ServerTLS
 from .._transport.channel_socket import StreamSocket
 from .._transport.fd_stream import connection_stream
@@ -408,7 +408,7 @@ async def open_node(
     p2p_listen: str | None = None,
     peers: Sequence[str] = (),
     node_id: str | None = None,
-    certs: str | os.PathLike[str] | None = None,
+    certs: StrPath | None = None,
     request_timeout: float = 10.0,
     ping_interval: float = 10.0,
     ping_timeout: float | None = None,

@@ -57,7 +57,7 @@ _ANSWER_TYPES: dict[int, int] = {
 }
 
 
-Handler = Callable[["SdkService", Session, Frame], Awaitable[None]]
+WsHandler = Callable[["SdkService", Session, Frame], Awaitable[None]]
 
 
 def _answer_frame(frame: Frame, status: int = 0, payload: bytes = b"") -> bytes:
@@ -243,7 +243,7 @@ def _answers_errors(session: Session, ptype: int) -> bool:
 
 
 #: Packet types served: the handler, and the extension a client needs for it (or None).
-_HANDLERS: dict[int, tuple[Handler, str | None]] = {
+_HANDLERS: dict[int, tuple[WsHandler, str | None]] = {
     PacketType.HANDSHAKE: (SdkService._on_handshake, None),
     PacketType.RPC_REQUEST: (SdkService._on_rpc, None),
     PacketType.AMOP_SUBTOPIC: (SdkService._on_subtopic, None),

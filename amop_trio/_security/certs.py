@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._errors import AmopError
+from .paths import StrPath
 
 __all__ = [
     "CA_CERT",
@@ -53,7 +54,6 @@ __all__ = [
     "node_id_from_cert",
 ]
 
-StrPath = str | os.PathLike[str]
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from .._errors import AmopError
+from .paths import StrPath
 
 __all__ = [
     "SIGNATURE_SIZE",
@@ -187,8 +188,6 @@ def _require_k1(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> 
 
 
 # -- key pairs ------------------------------------------------------------------
-
-StrPath = str | os.PathLike[str]
 
 
 def generate_private_key() -> ec.EllipticCurvePrivateKey:

@@ -18,7 +18,6 @@ generation's SDK files have these names), or a node's pair.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .certs import CA_CERT, NODE_CERT, NODE_KEY, SDK_CERT, SDK_KEY, CertFiles, CertificateError
 from .identity import NodeSigner, PeerRefusedError, node_id_of_certificate
+from .paths import StrPath
 
 __all__ = [
     "SSL_CERT",
@@ -39,7 +39,6 @@ __all__ = [
     "load_signer",
 ]
 
-StrPath = str | os.PathLike[str]
 
 SSL_CERT = "ssl.crt"
 SSL_KEY = "ssl.key"

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .certs import CertFiles, CertificateError, certificate_curve
 from .layout import NodeCertificates, find_client_certificates, find_node_certificates, load_anchors
+from .paths import CertPaths, StrPath
 from .server_tls import ServerTLS
 
 __all__ = [
@@ -52,9 +53,8 @@ __all__ = [
     "uses_secp256k1",
 ]
 
-StrPath = str | os.PathLike[str]
 
-CertSource = StrPath | CertFiles | tuple[StrPath, StrPath, StrPath]
+CertSource = StrPath | CertFiles | CertPaths
 """A FISCO directory, a ``CertFiles``, or a ``(ca, cert, key)`` tuple of file paths."""
 
 

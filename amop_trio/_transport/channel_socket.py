@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import trio
 
 from .._errors import ConnectionLostError
-from .._wire.fisco2 import DEFAULT_MAX_FRAME_SIZE, ChannelDecoder
+from .._wire.fisco2 import ChannelDecoder
+from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .fd_stream import open_stream
 from .stream_io import StreamIO
 from .ws_socket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT

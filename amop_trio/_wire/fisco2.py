@@ -29,7 +29,6 @@ carry raises ``EncodeError``.
 
 from __future__ import annotations
 
-import json
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
@@ -39,6 +38,8 @@ from typing import Any, NoReturn, TypeGuard
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
 from .extensions import EXTENSIONS_KEY, Grant, requested_extras
+from .fisco3 import DEFAULT_MAX_FRAME_SIZE
+from .json_payload import decode_json, decode_json_object, encode_json
 from .jsoncpp import fast_writer
 from .status import Status
 
@@ -52,10 +53,8 @@ _RESULT = struct.Struct(">i")
 HEADER_SIZE = _HEADER.size
 #: Size of the ``seq`` field: 32 ASCII hex chars.
 SEQ_SIZE = 32
-#: Default cap on one frame: 32 MiB, the same as the ws codec.
-DEFAULT_MAX_FRAME_SIZE = 32 * 1024 * 1024
 #: Longest topic a topic body can carry: topicLen is a u8 that counts itself.
-MAX_TOPIC_BYTES = 254
+MAX_CHANNEL_TOPIC_BYTES = 254
 
 #: Heartbeat bodies of protocol version 1 (bare ASCII digits).
 HEARTBEAT_REQUEST_V1 = b"0"
@@ -413,10 +412,10 @@ def _topic_bytes(topic: str) -> bytes:
         ) from None
     if not raw:
         raise EncodeError("topic is empty; the channel protocol needs at least 1 byte")
-    if len(raw) > MAX_TOPIC_BYTES:
+    if len(raw) > MAX_CHANNEL_TOPIC_BYTES:
         raise EncodeError(
             f"topic is {len(raw)} bytes in UTF-8, the channel protocol allows at most "
-            f"{MAX_TOPIC_BYTES}"
+            f"{MAX_CHANNEL_TOPIC_BYTES}"
         )
     return raw
 
@@ -460,29 +459,6 @@ def decode_topic_body(data: bytes | bytearray | memoryview) -> TopicBody:
 
 # ---------------------------------------------------------------------------
 # JSON payloads
-
-
-def _encode_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def _decode_json(payload: bytes | bytearray | memoryview, what: str) -> Any:
-    try:
-        return json.loads(bytes(payload))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise WireError(
-            f"{what}: invalid JSON ({str(exc)[:200]})", status=Status.INVALID_REQUEST
-        ) from None
-
-
-def _decode_json_object(payload: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
-    value = _decode_json(payload, what)
-    if not isinstance(value, dict):
-        raise WireError(
-            f"{what}: expected a JSON object, got {type(value).__name__}",
-            status=Status.INVALID_REQUEST,
-        )
-    return value
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -547,7 +523,7 @@ def is_heartbeat_answer(data: bytes | bytearray | memoryview) -> bool:
     if text == HEARTBEAT_ANSWER_V1:
         return True
     try:
-        obj = _decode_json_object(text, "heartbeat answer")
+        obj = decode_json_object(text, "heartbeat answer")
     except WireError:
         return False
     beat = obj.get("heartBeat")
@@ -577,12 +553,12 @@ class ChannelHandshakeRequest:
         }
         if self.extras:
             obj[EXTENSIONS_KEY] = sorted(self.extras)
-        return _encode_json(obj)
+        return encode_json(obj)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeRequest:
         what = "handshake request"
-        obj = _decode_json_object(payload, what)
+        obj = decode_json_object(payload, what)
         return cls(
             minimum_support=_i32_field(obj, "minimumSupport", what, 1, lo=0),
             maximum_support=_i32_field(obj, "maximumSupport", what, 1, lo=0),
@@ -624,7 +600,7 @@ class ChannelHandshakeResponse:
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelHandshakeResponse:
         what = "handshake answer"
-        obj = _decode_json_object(payload, what)
+        obj = decode_json_object(payload, what)
         return cls(
             protocol=_i32_field(obj, "protocol", what),
             node_version=_str_field(obj, "nodeVersion", what, ""),
@@ -641,12 +617,12 @@ def encode_subscription(topics: Iterable[str]) -> bytes:
     topic_list = list(topics)
     for topic in topic_list:
         _topic_bytes(topic)
-    return _encode_json(topic_list)
+    return encode_json(topic_list)
 
 
 def decode_subscription(payload: bytes | bytearray | memoryview) -> list[str]:
     """The topic list of an AMOP_SUBSCRIBE payload (a JSON array of strings)."""
-    value = _decode_json(payload, "subscription")
+    value = decode_json(payload, "subscription")
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise WireError(
             "subscription: expected a JSON array of topic strings",
@@ -676,7 +652,7 @@ class ChannelVerifyRequest:
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelVerifyRequest:
         what = "verify request"
-        obj = _decode_json_object(payload, what)
+        obj = decode_json_object(payload, what)
         return cls(
             topic=_str_field(obj, "topic", what),
             topic_for_cert=_str_field(obj, "topicForCert", what),
@@ -709,12 +685,12 @@ class ChannelVerifyResult:
         }
         if self.topic_for_cert:
             obj["topicForCert"] = self.topic_for_cert
-        return _encode_json(obj)
+        return encode_json(obj)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> ChannelVerifyResult:
         what = "verify result"
-        obj = _decode_json_object(payload, what)
+        obj = decode_json_object(payload, what)
         return cls(
             check_result=_i32_field(obj, "checkResult", what),
             node_id=_str_field(obj, "nodeId", what),

@@ -9,7 +9,6 @@ them. All integers are big-endian (see docs/PROTOCOL.md section 1).
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, NamedTuple
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
 from .extensions import EXTENSIONS_KEY, Grant, requested_extras
+from .json_payload import decode_json_object
 from .jsoncpp import fast_writer
 from .status import Status
 
@@ -166,19 +166,6 @@ def decode_amop_body(payload: bytes) -> AmopBody:
     return AmopBody(topic=topic, data=bytes(payload[end:]), version=version)
 
 
-def _decode_json_object(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise WireError(f"{what}: invalid JSON ({exc})", status=Status.INVALID_REQUEST) from None
-    if not isinstance(value, dict):
-        raise WireError(
-            f"{what}: expected a JSON object, got {type(value).__name__}",
-            status=Status.INVALID_REQUEST,
-        )
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class HandshakeRequest:
     """Payload of the client's HANDSHAKE (0x100).
@@ -207,7 +194,7 @@ class HandshakeRequest:
 
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeRequest:
-        obj = _decode_json_object(payload, "handshake request")
+        obj = decode_json_object(payload, "handshake request")
         fields = {}
         for key in ("minVersion", "maxVersion", "moduleID"):
             value = obj.get(key, 0)
@@ -247,7 +234,7 @@ class HandshakeResponse:
 
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeResponse:
-        obj = _decode_json_object(payload, "handshake answer")
+        obj = decode_json_object(payload, "handshake answer")
         version = obj.pop("protocolVersion", None)
         if not isinstance(version, int) or isinstance(version, bool):
             raise WireError(
@@ -272,7 +259,7 @@ def encode_subtopic(topics: list[str] | tuple[str, ...]) -> bytes:
 
 def decode_subtopic(payload: bytes) -> list[str]:
     """The topic list of an AMOP_SUBTOPIC payload."""
-    obj = _decode_json_object(payload, "subscription")
+    obj = decode_json_object(payload, "subscription")
     topics = obj.get("topics")
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
         raise WireError(

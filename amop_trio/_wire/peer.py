@@ -14,14 +14,13 @@ count u16 | target*count``. A node id is ``len u8`` + ASCII bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypeGuard
 
 from .._errors import EncodeError, WireError
-from .status import Status
+from .json_payload import decode_json_object, encode_json
 
 #: Hops a packet may travel before it is dropped (loop guard).
 DEFAULT_HOP_LIMIT = 32
@@ -61,11 +60,11 @@ class Hello:
     endpoints: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
-        return _encode_json({"nodeId": self.node_id, "endpoints": list(self.endpoints)})
+        return encode_json({"nodeId": self.node_id, "endpoints": list(self.endpoints)})
 
     @classmethod
     def decode(cls, payload: bytes) -> Hello:
-        obj = _decode_json_object(payload, "hello")
+        obj = decode_json_object(payload, "hello")
         node_id = _node_id_field(obj, "nodeId", "hello")
         return cls(node_id, _str_tuple(obj.get("endpoints", []), "hello endpoints"))
 
@@ -147,7 +146,7 @@ class StatePart:
         return (self.epoch, self.seq)
 
     def encode(self) -> bytes:
-        return _encode_json(
+        return encode_json(
             {
                 "origin": self.origin,
                 "epoch": self.epoch,
@@ -164,7 +163,7 @@ class StatePart:
 
     @classmethod
     def decode(cls, payload: bytes) -> StatePart:
-        obj = _decode_json_object(payload, "link state")
+        obj = decode_json_object(payload, "link state")
         origin = _node_id_field(obj, "origin", "link state")
         epoch, seq, index, count = (obj.get(k) for k in ("epoch", "seq", "part", "parts"))
         if not (_is_u64(epoch) and _is_u64(seq) and _is_u64(index) and _is_u64(count)):
@@ -257,11 +256,11 @@ class Sync:
     digest: str
 
     def encode(self) -> bytes:
-        return _encode_json({"digest": self.digest})
+        return encode_json({"digest": self.digest})
 
     @classmethod
     def decode(cls, payload: bytes) -> Sync:
-        obj = _decode_json_object(payload, "sync")
+        obj = decode_json_object(payload, "sync")
         digest = obj.get("digest")
         if not isinstance(digest, str) or len(digest) > 128:
             raise WireError("sync: digest must be a short string")
@@ -277,7 +276,7 @@ class Summary:
     count: int = 1
 
     def encode(self) -> bytes:
-        return _encode_json(
+        return encode_json(
             {
                 "versions": [list(v) for v in self.versions],
                 "part": self.index,
@@ -287,7 +286,7 @@ class Summary:
 
     @classmethod
     def decode(cls, payload: bytes) -> Summary:
-        obj = _decode_json_object(payload, "summary")
+        obj = decode_json_object(payload, "summary")
         raw, index, count = obj.get("versions"), obj.get("part"), obj.get("parts")
         if not isinstance(raw, list) or not _is_u64(index) or not _is_u64(count):
             raise WireError("summary: needs versions, part and parts")
@@ -406,7 +405,7 @@ class VerifyNotice:
     hop: int = DEFAULT_HOP_LIMIT
 
     def encode(self) -> bytes:
-        return _encode_json(
+        return encode_json(
             {
                 "target": self.target,
                 "topicForCert": self.challenge,
@@ -417,7 +416,7 @@ class VerifyNotice:
 
     @classmethod
     def decode(cls, payload: bytes) -> VerifyNotice:
-        obj = _decode_json_object(payload, "verify notice")
+        obj = decode_json_object(payload, "verify notice")
         target = _node_id_field(obj, "target", "verify notice")
         challenge, verified, hop = obj.get("topicForCert"), obj.get("verified"), obj.get("hop")
         if not isinstance(challenge, str) or not isinstance(verified, bool) or not _is_uint(hop):
@@ -443,20 +442,6 @@ def _decode_id(payload: bytes, at: int, what: str) -> tuple[str, int]:
         return payload[at + 1 : end].decode("ascii"), end
     except UnicodeDecodeError:
         raise WireError(f"peer packet: {what} id is not ASCII") from None
-
-
-def _encode_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def _decode_json_object(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise WireError(f"{what}: invalid JSON ({exc})", status=Status.INVALID_REQUEST) from None
-    if not isinstance(value, dict):
-        raise WireError(f"{what}: expected a JSON object", status=Status.INVALID_REQUEST)
-    return value
 
 
 def _node_id_field(obj: dict[str, Any], key: str, what: str) -> str:

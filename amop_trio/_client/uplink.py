@@ -1,9 +1,9 @@
 """The client's connection to one node, whatever its protocol.
 
 ``AmopClient`` works in terms of topics, data, ws ``Status`` codes and seqs;
-a ``Link`` turns those into frames and back. ``WsLink`` (``ws_link``) speaks
-ws (PROTOCOL.md section 1, ``ws://``/``wss://`` endpoints), ``ChannelLink``
-(``channel_link``) the 2.x channel protocol (section 2, ``channel://``).
+an ``Uplink`` turns those into frames and back. ``WsUplink`` (``ws_uplink``)
+speaks ws (PROTOCOL.md section 1, ``ws://``/``wss://`` endpoints), ``ChannelUplink``
+(``channel_uplink``) the 2.x channel protocol (section 2, ``channel://``).
 ``decode`` turns each frame from the node into one ``Inbound`` event for the
 client's reader: a ``Delivery`` for its subscriptions, an ``Answer`` to a
 request, or a ``ChannelVerifyRequest`` (the node asks this publisher to
@@ -43,7 +43,7 @@ _TIMEOUT_STATUSES = frozenset({Status.TIMEOUT, Status.SUBSCRIBER_TIMEOUT})
 _NO_SUBSCRIBER_STATUSES = frozenset({Status.NO_SUBSCRIBER_NODE, Status.NO_SUBSCRIBER_CLIENT})
 
 
-class Link(FrameConnection):
+class Uplink(FrameConnection):
     """One live connection to a node, with the requests in flight on it."""
 
     def __init__(
@@ -59,18 +59,18 @@ class Link(FrameConnection):
         #: Whether the node enforces private topics (2.x nodes, amop_trio nodes).
         self.private_topics = True
         self.max_frame_size = max_frame_size
-        #: The largest frame this link sends: the node's limit when it says, else ours.
+        #: The largest frame this uplink sends: the node's limit when it says, else ours.
         self.max_send_size = max_frame_size
         self.pending: dict[bytes, Pending[Answer]] = {}
         #: Times out requests given a deadline (the client's).
         self.deadlines: Deadlines | None = None
-        #: The client's topic version last sent on this link, and the topics the node holds.
+        #: The client's topic version last sent on this uplink, and the topics the node holds.
         self.topics_version = -1
         self.topics_sent: frozenset[str] = frozenset()
-        #: Unicasts delivered on this link whose reply has not gone out yet.
+        #: Unicasts delivered on this uplink whose reply has not gone out yet.
         self.unanswered = 0
         self._settled = trio.Event()
-        #: While this link is being replaced, what decides which multicasts it delivers.
+        #: While this uplink is being replaced, what decides which multicasts it delivers.
         self.cutover: Cutover | None = None
         self.cutover_side = Side.OLD
 
@@ -138,7 +138,7 @@ class Link(FrameConnection):
             )
 
     def reply_sent(self) -> None:
-        """A unicast delivered on this link has been answered."""
+        """A unicast delivered on this uplink has been answered."""
         self.unanswered -= 1
         self._note_settled()
 
@@ -148,11 +148,11 @@ class Link(FrameConnection):
 
     @property
     def idle(self) -> bool:
-        """No request waits on this link and every unicast it delivered is answered."""
+        """No request waits on this uplink and every unicast it delivered is answered."""
         return not self.pending and self.unanswered <= 0
 
     async def wait_idle(self) -> None:
-        """Return once the link is ``idle`` or closed."""
+        """Return once the uplink is ``idle`` or closed."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while not (self.idle or self.closed):
             await self._settled.wait()
@@ -211,11 +211,11 @@ def check_answer(answer: Answer, topic: str) -> None:
     raise RejectedError(status, detail)
 
 
-async def first_answer(sock: FrameTransport, link: Link, seq: bytes, timeout: float) -> Answer:
+async def first_answer(sock: FrameTransport, uplink: Uplink, seq: bytes, timeout: float) -> Answer:
     """The node's answer to the handshake ``seq``; other frames before it are skipped."""
     with trio.fail_after(timeout):
         while True:
-            event = link.decode(await sock.receive())
+            event = uplink.decode(await sock.receive())
             if isinstance(event, Answer) and event.seq == seq:
                 return event
 
@@ -224,7 +224,7 @@ _Info = TypeVar("_Info")
 
 
 async def handshake(
-    link: Link,
+    uplink: Uplink,
     url: str,
     seq: bytes,
     request: bytes,
@@ -235,11 +235,11 @@ async def handshake(
 
     On any failure the socket is closed and the error said as a ``ConnectError``.
     """
-    sock = link.sock
+    sock = uplink.sock
     try:
         await sock.send_many((request,))
         try:
-            return accept(await first_answer(sock, link, seq, timeout))
+            return accept(await first_answer(sock, uplink, seq, timeout))
         except WireError as exc:
             raise ConnectError(f"node at {url} sent an invalid handshake answer: {exc}") from None
     except (ConnectError, trio.TooSlowError, WireError, ConnectionLostError) as exc:

@@ -1,4 +1,4 @@
-"""The client's link in the ws protocol of FISCO BCOS 3.x (PROTOCOL.md section 1)."""
+"""The client's uplink in the ws protocol of FISCO BCOS 3.x (PROTOCOL.md section 1)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from .._wire.fisco3 import (
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .events import Answer, Delivery, Inbound
-from .link import Link, handshake
+from .uplink import Uplink, handshake
 
 logger = logging.getLogger("amop_trio.client")
 
 
-class WsLink(Link):
-    """A link speaking ws (FISCO BCOS 3.x)."""
+class WsUplink(Uplink):
+    """An uplink speaking ws (FISCO BCOS 3.x)."""
 
     def __init__(
         self, sock: FrameTransport, endpoint: str, outbox_size: int, max_frame_size: int
@@ -93,14 +93,14 @@ class WsLink(Link):
         return await self.request(seq, encode_frame(Frame(PeerType.NODE_STATUS, seq, b"{}")))
 
 
-async def open_ws_link(
+async def open_ws_uplink(
     url: str,
     *,
     ssl_context: ssl.SSLContext | None,
     max_frame_size: int,
     connect_timeout: float,
     outbox_size: int,
-) -> WsLink:
+) -> WsUplink:
     """Open a WebSocket and handshake; ``ConnectError`` says why not."""
     sock = await ws_socket.connect(
         url,
@@ -108,7 +108,7 @@ async def open_ws_link(
         max_frame_size=max_frame_size,
         connect_timeout=connect_timeout,
     )
-    link = WsLink(sock, url, outbox_size, max_frame_size)
+    uplink = WsUplink(sock, url, outbox_size, max_frame_size)
     seq = new_seq()
     hello = HandshakeRequest(extras=WS_EXTRAS)  # real nodes ignore the extensions key
     request = Frame(PacketType.HANDSHAKE, seq, hello.encode())
@@ -118,15 +118,15 @@ async def open_ws_link(
             raise ConnectError(f"node at {url} refused the handshake with status {answer.status}")
         return HandshakeResponse.decode(answer.payload)
 
-    info = await handshake(link, url, seq, encode_frame(request), accept, connect_timeout)
+    info = await handshake(uplink, url, seq, encode_frame(request), accept, connect_timeout)
     # Only an amop_trio node grants extras: a real 3.x node answers no multicast and
     # no topic set, keeps every topic a connection ever sent, and has no private topics.
     grant = info.grant
-    link.extras = grant.extras if grant is not None else frozenset()
-    link.acks = link.acks_multicast = ACKS in link.extras
-    link.topics_replace = grant is not None
-    link.private_topics = PRIVATE in link.extras
+    uplink.extras = grant.extras if grant is not None else frozenset()
+    uplink.acks = uplink.acks_multicast = ACKS in uplink.extras
+    uplink.topics_replace = grant is not None
+    uplink.private_topics = PRIVATE in uplink.extras
     if grant is not None and grant.max_frame_size > 0:
-        link.max_send_size = min(max_frame_size, grant.max_frame_size)
+        uplink.max_send_size = min(max_frame_size, grant.max_frame_size)
     log_event(logger, logging.INFO, "connected", endpoint=url, protocol=info.protocol_version)
-    return link
+    return uplink

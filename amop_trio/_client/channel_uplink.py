@@ -1,4 +1,4 @@
-"""The client's link in the channel protocol of FISCO BCOS 2.x (PROTOCOL.md section 2)."""
+"""The client's uplink in the channel protocol of FISCO BCOS 2.x (PROTOCOL.md section 2)."""
 
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ from .._wire.fisco2 import (
 from .._wire.peer import PeerType
 from .._wire.status import Status
 from .events import Answer, Delivery, Inbound
-from .link import Link, handshake
+from .uplink import Uplink, handshake
 
 logger = logging.getLogger("amop_trio.client")
 
 
-class ChannelLink(Link):
-    """A link speaking the 2.x channel protocol."""
+class ChannelUplink(Uplink):
+    """An uplink speaking the 2.x channel protocol."""
 
     def __init__(
         self,
@@ -125,19 +125,19 @@ class ChannelLink(Link):
         return await self.request(seq, encode_channel_frame(frame))
 
 
-async def open_channel_link(
+async def open_channel_uplink(
     url: str,
     *,
     ssl_context: ssl.SSLContext | None,
     max_frame_size: int,
     connect_timeout: float,
     outbox_size: int,
-) -> ChannelLink:
+) -> ChannelUplink:
     """Open a channel connection (TLS if ``ssl_context``) and handshake."""
     sock = await channel_socket.connect(
         url, ssl_context=ssl_context, max_frame_size=max_frame_size, connect_timeout=connect_timeout
     )
-    link = ChannelLink(sock, url, outbox_size, max_frame_size)
+    uplink = ChannelUplink(sock, url, outbox_size, max_frame_size)
     seq = new_channel_seq()
     hello = ChannelHandshakeRequest(extras=CHANNEL_EXTRAS)  # real nodes ignore the extensions
     request = ChannelFrame(ChannelType.HANDSHAKE, seq, data=hello.encode())
@@ -148,13 +148,13 @@ async def open_channel_link(
             raise ConnectError(f"node at {url} refused the channel handshake: {detail}")
         return ChannelHandshakeResponse.decode(answer.payload)
 
-    info = await handshake(link, url, seq, encode_channel_frame(request), accept, connect_timeout)
-    link.version = info.protocol
+    info = await handshake(uplink, url, seq, encode_channel_frame(request), accept, connect_timeout)
+    uplink.version = info.protocol
     grant = info.grant  # only an amop_trio node grants anything
-    link.amop_trio_node = grant is not None and STATUS in grant.extras
+    uplink.amop_trio_node = grant is not None and STATUS in grant.extras
     if grant is not None and grant.max_frame_size > 0:
-        link.max_send_size = min(max_frame_size, grant.max_frame_size)
-    sock.heartbeat = link.heartbeat_frame
+        uplink.max_send_size = min(max_frame_size, grant.max_frame_size)
+    sock.heartbeat = uplink.heartbeat_frame
     log_event(
         logger,
         logging.INFO,
@@ -163,4 +163,4 @@ async def open_channel_link(
         protocol=info.protocol,
         tls=ssl_context is not None,
     )
-    return link
+    return uplink
