@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import ConnectionLostError, PeerRefusedError, WireError
+from .._errors import ConnectionLostError, FrameTooLargeError, PeerRefusedError, WireError
 from .._groups import unwrap_group, unwrapped_errors
 from .._log import log_event
 from .._requests import Deadlines
@@ -358,6 +358,15 @@ class Node:
             self.network.private.forget(session.id)
             if self.hub.remove(session):
                 self.network.topics_changed()
+        if isinstance(session.failure, FrameTooLargeError):
+            log_event(
+                logger,
+                logging.WARNING,
+                "frame_refused",
+                session=session.id,
+                remote=session.name,
+                error=session.failure,
+            )
         log_event(logger, logging.INFO, "client_disconnected", session=session.id, reason=reason)
 
 

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import trio
 
-from .._errors import ConnectionLostError, WireError
+from .._errors import AmopError, ConnectionLostError, WireError
 
 #: WebSocket close code for a peer that broke the protocol.
 CLOSE_PROTOCOL_ERROR = 1002
@@ -121,6 +121,8 @@ class FrameConnection:
         self._tasks: trio.CancelScope | None = None
         #: Set once ``run`` has ended and the socket is closed.
         self.ended = trio.Event()
+        #: What ended the connection, when the peer or the network did.
+        self.failure: AmopError | None = None
 
     def _lost(self) -> ConnectionLostError:
         return ConnectionLostError(f"connection to {self.name} lost: {self.reason}")
@@ -248,8 +250,10 @@ class FrameConnection:
                     await read_loop(nursery)
                     self.close("closed")
                 except ConnectionLostError as exc:
+                    self.failure = exc
                     self.close(str(exc))
                 except WireError as exc:
+                    self.failure = exc
                     self.close(f"protocol error: {exc}", code=CLOSE_PROTOCOL_ERROR)
                 finally:
                     nursery.cancel_scope.cancel()
