@@ -18,6 +18,7 @@ narrow ``LocalSubscribers`` and ``Router`` protocols below.
 from __future__ import annotations
 
 import random
+import time
 from typing import Protocol
 
 import trio
@@ -164,7 +165,8 @@ class LocalUnicast:
         """
         hub = self.hub
         now = trio.current_time()
-        if now - holder.sock.heard_at < hub.subscriber_timeout and not holder.closed:
+        silent_for = time.monotonic() - holder.sock.heard_at
+        if silent_for < hub.subscriber_timeout and not holder.closed:
             hub.deadlines.add(now + hub.subscriber_timeout, _Silence(self, holder, seq))
             return
         holder.avoid_until = now + AVOID_FOR

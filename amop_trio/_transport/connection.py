@@ -63,7 +63,7 @@ class FrameTransport(Protocol):
 
     @property
     def heard_at(self) -> float:
-        """When bytes last came from the peer (trio time)."""
+        """When bytes last came from the peer (``time.monotonic()``)."""
 
     @property
     def quiet_for(self) -> float:

@@ -14,6 +14,7 @@ connection's writer task.
 from __future__ import annotations
 
 import socket
+import time
 
 import trio
 
@@ -45,8 +46,9 @@ class StreamIO:
         self._cut = False
         #: Whether ``try_send`` can send now: the stream sends without blocking, and is free.
         self.can_try = self._fd is not None
-        #: When bytes last came from the peer (trio time), and how long it was silent before.
-        self.heard_at = trio.current_time()
+        #: When bytes last came from the peer (``time.monotonic()``: a fraction of the cost
+        #: of trio's clock, on every read), and how long it was silent before.
+        self.heard_at = time.monotonic()
         self.quiet_for = 0.0
 
     def _lost(self, exc: BaseException) -> ConnectionLostError:
@@ -88,7 +90,7 @@ class StreamIO:
             data = await self.stream.receive_some()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._lost(exc) from None
-        now = trio.current_time()
+        now = time.monotonic()
         self.quiet_for = now - self.heard_at
         self.heard_at = now
         return data if type(data) is bytes else bytes(data)

@@ -104,7 +104,7 @@ class FrameSocket:
 
     @property
     def heard_at(self) -> float:
-        """When bytes last came from the peer (trio time): a frame, a ping, a pong."""
+        """When bytes last came from the peer (``time.monotonic()``): a frame, a ping, a pong."""
         return self._io.heard_at
 
     @property
