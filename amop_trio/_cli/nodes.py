@@ -363,10 +363,12 @@ async def run_certs(args: argparse.Namespace) -> int:
     kept = ids is not None
     if ids is None:
         ids = create_network_certs(args.dir, args.nodes, curve=args.curve)
-    print(f"chain CA      {args.dir / 'ca'}/ca.crt, ca.key")
+    print(f"chain CA      {args.dir / 'ca'}/ca.crt, ca.key   (secp256k1: 2.x SDKs, node links)")
+    print(f"3.x CA        {args.dir / 'ca3'}/ca.crt, ca.key  (RSA: 3.x SDKs)")
     for i, node_id in enumerate(ids):
         print(f"node{i:<9} {args.dir / f'node{i}' / 'conf'}/  id {node_id[:16]}…")
-    print(f"SDK           {args.dir / 'sdk'}/ca.crt, sdk.crt, sdk.key")
+    print(f"SDK           {args.dir / 'sdk'}/ca.crt, sdk.crt, sdk.key   (2.x SDKs, amop_trio)")
+    print(f"3.x SDK       {args.dir / 'sdk3'}/ca.crt, sdk.crt, sdk.key  (cpp-sdk, Java SDK 3.x)")
     if kept:
         print(f"(every certificate was in {args.dir}/ already and is kept)")
     return 0
