@@ -337,10 +337,12 @@ class WsConnection:
                 if self._mask_bit
                 else "masked WebSocket frame from a server"
             )
-        if not control:
-            self._check_sequence(opcode, length)
         if self._mask_bit:
             at += 4
+            if size < at:  # as wsproto: the whole header, masking key included, comes first
+                return None
+        if not control:
+            self._check_sequence(opcode, length)
         end = at + length
         if size < end:
             return None
