@@ -11,10 +11,12 @@ do, so they never meet an extra. The node answers, in its handshake answer,
 
 Extras (unknown names are ignored, so either side may be newer):
 
-* ``acks`` (3.x): the node answers each AMOP_SUBTOPIC and AMOP_BROADCAST with
+* ``acks``: the node answers each AMOP_SUBTOPIC and AMOP_BROADCAST (3.x) with
   an AMOP_RESPONSE under the request's seq (status 0, or an error status and
   text), so a client knows when a subscription is in place or a multicast was
-  refused. 2.x nodes always answer multicasts, and never subscriptions.
+  refused. 2.x nodes always answer multicasts, and never subscriptions; over
+  2.x, the node answers each AMOP_SUBSCRIBE (0x32) in kind, under its seq
+  (result 0, or a 2.x result code and text).
 * ``status``: the node answers NODE_STATUS (0x1010) with its status JSON.
 * ``private`` (3.x): private topics over ws, with the 2.x verification pair
   carried as VERIFY_REQUEST 0x1011 and VERIFY_RESULT 0x1012.
@@ -32,7 +34,7 @@ STATUS = "status"
 PRIVATE = "private"
 #: What a node grants on each protocol.
 WS_EXTRAS = frozenset({ACKS, STATUS, PRIVATE})
-CHANNEL_EXTRAS = frozenset({STATUS})
+CHANNEL_EXTRAS = frozenset({ACKS, STATUS})
 
 
 def requested_extras(handshake: dict[str, Any]) -> frozenset[str]:
