@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .._errors import ConnectError, RejectedError, WireError
 from .._log import log_event
 from .._transport import channel_socket
-from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS
+from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, encode_status_query
 from .._wire.fisco2 import (
     ChannelFrame,
     ChannelHandshakeRequest,
@@ -117,14 +117,14 @@ class ChannelUplink(Uplink):
         await self.request(seq, self.heartbeat_frame(seq))
         return None
 
-    async def node_status(self) -> Answer:
+    async def node_status(self, topics_from: int = 0) -> Answer:
         if not self.amop_trio_node:
             raise RejectedError(
                 Status.UNSUPPORTED_TYPE,
                 "status queries need an amop_trio node; this channel node does not answer them",
             )
         seq = new_channel_seq()
-        frame = ChannelFrame(PeerType.NODE_STATUS, seq, data=b"{}")
+        frame = ChannelFrame(PeerType.NODE_STATUS, seq, data=encode_status_query(topics_from))
         return await self.request(seq, encode_channel_frame(frame))
 
 

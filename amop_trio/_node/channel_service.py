@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from .._errors import EncodeError, WireError
 from .._log import log_event
-from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, Grant
+from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, Grant, decode_status_query
 from .._wire.fisco2 import (
     MAX_CHANNEL_TOPIC_BYTES,
     ChannelFrame,
@@ -189,7 +189,7 @@ class ChannelService(Service):
         network: Network,
         limits: NodeLimits,
         stats: NodeStatistics,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[int], dict[str, Any]],
     ) -> None:
         super().__init__(hub, network, limits, stats, status)
         #: Longest topic a channel client may use: what a topic body can carry.
@@ -400,7 +400,8 @@ class ChannelService(Service):
 
     @frame_handler
     async def _on_status(self, session: ChannelSession, frame: ChannelFrame) -> None:
-        await self._answer(session, frame, 0, json.dumps(self._status()).encode())
+        status = self._status(decode_status_query(frame.data))
+        await self._answer(session, frame, 0, json.dumps(status).encode())
 
 
 #: Packet types served: the handler, and the extension a client needs for it (or None).

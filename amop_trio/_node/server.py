@@ -17,7 +17,8 @@ every queue is bounded (see ``LocalHub`` and ``Network`` for the policies).
 Each client connection has a byte account (``budget.ConnectionBudget``),
 opened before its first frame is read, so that its decoder's partial frames,
 its topics and its unicasts in flight count against the node's budgets; it
-is closed when the connection ends.
+is closed when the connection ends. A status answer is bounded whatever the
+node holds (``status``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .limits import NodeLimits, NodeStatistics
 from .links import identify_peer
 from .network import Network
 from .session import Session
+from .status import node_status
 from .topic_table import TopicTable
 from .ws_service import SdkService
 
@@ -154,42 +156,14 @@ class Node:
     def statistics(self) -> NodeStatistics:
         return self.stats
 
-    def status(self) -> dict[str, Any]:
-        """Id, endpoints, links and topic directory: what ``amop status`` shows."""
-        return {
-            "nodeId": self.node_id,
-            "sdk": self.url,
-            "p2p": self.p2p_endpoint,
-            "clients": len(self.hub.sessions),
-            "topics": self.hub.topic_counts(),
-            "statistics": {
-                "connections": self.stats.connections,
-                "unicasts": self.stats.unicasts,
-                "multicasts": self.stats.multicasts,
-                "multicastDropped": self.stats.multicast_dropped,
-                "refused": self.stats.refused,
-                "forwarded": self.stats.forwarded,
-            },
-            **self.network.links.status(),
-            "directory": self._directory_status(),
-        }
+    def status(self, topics_from: int = 0) -> dict[str, Any]:
+        """Id, endpoints, links, budgets and directory: what ``amop status`` shows.
 
-    def _directory_status(self) -> list[dict[str, Any]]:
-        """Every reachable node, how far it is and what it advertises."""
-        directory = self.network.directory
-        entries = []
-        for node in directory.reachable():
-            state = directory.state_of(node)
-            entries.append(
-                {
-                    "node": node,
-                    "distance": directory.distance(node),
-                    "nextHop": directory.next_hop(node),
-                    "endpoints": list(state.endpoints) if state else [],
-                    "topics": dict(state.topics) if state else {},
-                }
-            )
-        return entries
+        The local topics are listed from the ``topics_from``-th in name order,
+        one bounded page at a time; the whole answer never exceeds
+        ``status.STATUS_MAX_BYTES`` of JSON, whatever the node holds.
+        """
+        return node_status(self, topics_from)
 
     async def serve(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; reports ``self`` once listening."""

@@ -36,6 +36,7 @@ from .._wire.extensions import (
     STATUS,
     WS_EXTRAS,
     Grant,
+    decode_status_query,
 )
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import (
@@ -245,7 +246,8 @@ class SdkService(Service):
 
     @frame_handler
     async def _on_status(self, session: Session, frame: Frame) -> None:
-        await self._answer(session, frame, 0, json.dumps(self._status()).encode())
+        status = self._status(decode_status_query(frame.payload))
+        await self._answer(session, frame, 0, json.dumps(status).encode())
 
 
 def _ignore(session: Session, frame: Frame, why: str) -> None:
