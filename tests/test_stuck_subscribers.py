@@ -48,6 +48,7 @@ async def test_a_stuck_subscriber_is_skipped_and_avoided_on_its_node() -> None:
             # One unicast at most waited out the stuck subscriber; the rest went round it.
             assert trio.current_time() - start < 2.0
             assert node.statistics().silent_subscribers == 1
+            assert (await publisher.node_status())["statistics"]["silentSubscribers"] == 1
             assert never_read.statistics().queued <= 1
             nursery.cancel_scope.cancel()
 

@@ -55,6 +55,7 @@ async def run_status(args: argparse.Namespace) -> int:
 
 async def all_topics(client: AmopClient, status: dict[str, Any]) -> dict[str, int]:
     """Every topic of the node's clients, page by page, from its first status answer on."""
+    await trio.lowlevel.checkpoint_if_cancelled()
     topics: dict[str, int] = {}
     while True:
         page: dict[str, int] = status["topics"]

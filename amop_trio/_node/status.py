@@ -90,6 +90,8 @@ def node_status(node: Node, topics_from: int = 0) -> dict[str, Any]:
             "multicastDropped": stats.multicast_dropped,
             "refused": stats.refused,
             "forwarded": stats.forwarded,
+            "silentSubscribers": stats.silent_subscribers,
+            "orphanedRequests": stats.orphaned_requests,
         },
         "budgets": node.hub.budget.status(),
         "linkCount": len(links["links"]),
