@@ -224,7 +224,16 @@ class RemoteUnicasts:
             requester.answer(Status.INVALID_REQUEST, str(exc).encode())
             return
         self._stats.unicasts += 1
-        job = LocalUnicast(self.hub, topic, unicast.body, requester, self.private.allowed(topic))
+        # Subscribers failing lately are not tried for another node: its unicast goes on to
+        # a node with a healthy one, or fails there at once, instead of waiting on them.
+        job = LocalUnicast(
+            self.hub,
+            topic,
+            unicast.body,
+            requester,
+            self.private.allowed(topic),
+            last_resort=False,
+        )
         timeout = min(unicast.deadline_ms / 1000, self.request_timeout)
         self.deadlines.add(trio.current_time() + timeout, job)
         job.attempt()
