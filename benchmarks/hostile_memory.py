@@ -4,7 +4,8 @@ Each attack runs against a fresh ``amop node`` (plain WebSocket on
 loopback, default limits), while a benign client in a process of its own
 does 256 B unicast round trips through the node, one at a time:
 
-* ``topics``: 2 clients send 300 topics of 60 kB each (one AMOP_SUBTOPIC);
+* ``topics``: 96 clients (``--topic-clients``) send 16 topics of 60 kB
+  each (one AMOP_SUBTOPIC), within every per-connection limit: 92 MB;
 * ``status``: 32 clients hold 16 topics of 60 kB each (30.7 MB, within the
   default budgets), then 3 clients ask for the node's status at once;
 * ``pending``: a subscriber reads every unicast and answers none; a publisher
@@ -244,15 +245,23 @@ async def drain(ws: trio_websocket.WebSocketConnection, seen: Seen, key: str) ->
 # -- the attacks ---------------------------------------------------------------------------
 
 
+#: Clients of the ``topics`` attack (``--topic-clients``).
+TOPIC_CLIENTS = 96
+
+
 async def attack_topics(node: NodeProcess, seen: Seen, nursery: trio.Nursery) -> None:
-    """2 clients x 300 topics of 60 kB."""
-    for client in range(2):
+    """TOPIC_CLIENTS clients x 16 topics of 60 kB (under 1 MiB each)."""
+    for client in range(TOPIC_CLIENTS):
         ws = await raw_ws(nursery, node.endpoint)
-        topics = [f"c{client}/t{i:03d}/" + "x" * (60_000 - 10) for i in range(300)]
+        topics = [f"c{client:03d}/t{i:02d}/" + "x" * (60_000 - 11) for i in range(16)]
         frame = encode_frame(Frame(PacketType.AMOP_SUBTOPIC, new_seq(), encode_subtopic(topics)))
         await ws.send_message(frame)
         nursery.start_soon(drain, ws, seen, "topic client")
-    seen["topic bytes sent"] = 2 * 300 * 60_000
+    seen["topic bytes sent"] = TOPIC_CLIENTS * 16 * 60_000
+    await trio.sleep(1)  # let the node read them
+    async with open_amop(node.endpoint, max_frame_size=256 * MIB, timeout=60) as client:
+        status = await client.node_status()
+    seen["topics the node holds"] = status.get("topicCount", len(status["topics"]))
 
 
 async def attack_status(node: NodeProcess, seen: Seen, nursery: trio.Nursery) -> None:
@@ -428,6 +437,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--hold", type=float, default=3.0, help="seconds to keep each attack up (default 3)"
     )
+    parser.add_argument(
+        "--topic-clients", type=int, default=TOPIC_CLIENTS, help="clients of the topics attack"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--benign-client", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -439,6 +451,7 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    TOPIC_CLIENTS = arguments.topic_clients
     if arguments.benign_client:
         trio.run(benign_client, arguments.benign_client)
     else:
