@@ -70,7 +70,7 @@ async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(tmp_path: 
     sdk = tmp_path / "sdk"
     long_topics = [f"big/{i}/" + "y" * 50_000 for i in range(60)]  # 3 MB of names
     short_topics = [f"small/{i}" for i in range(900)]
-    limits = NodeLimits(max_topics=2000)
+    limits = NodeLimits(max_topics=2000, connection_topic_bytes=4 << 20)
     with trio.fail_after(TIMEOUT):
         async with (
             open_node(p2p_listen="127.0.0.1:0", certs=tmp_path / "node0" / "conf") as a,

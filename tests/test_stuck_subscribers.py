@@ -48,6 +48,7 @@ async def test_a_stuck_subscriber_is_skipped_and_avoided_on_its_node() -> None:
             # One unicast at most waited out the stuck subscriber; the rest went round it.
             assert trio.current_time() - start < 2.0
             assert node.statistics().silent_subscribers == 1
+            assert (await publisher.node_status())["statistics"]["silentSubscribers"] == 1
             assert never_read.statistics().queued <= 1
             nursery.cancel_scope.cancel()
 
@@ -88,16 +89,17 @@ async def test_a_stuck_subscriber_on_another_node_costs_the_publisher_nothing_la
             open_amop(far.endpoint, ping_interval=60) as stuck,
             open_amop(near.endpoint) as healthy,
             open_amop(middle.endpoint) as publisher,
-            stuck.subscribe("work"),
+            stuck.subscribe("work") as never_read,
             trio.open_nursery() as nursery,
         ):
             await nursery.start(serve_replies, healthy, "work", b"ok:")
             await middle.network.wait_subscribed("work", nodes=2)
-            start = trio.current_time()
             for i in range(20):
                 assert await publisher.publish("work", b"%d" % i, timeout=5) == b"ok:%d" % i
-            assert trio.current_time() - start < 4.0
+            # Its node took back what it held and the route went round it: of 20, about 10
+            # would have reached it (each waited out) if it were still chosen.
             assert far.statistics().silent_subscribers >= 1
+            assert never_read.statistics().queued <= 2
             nursery.cancel_scope.cancel()
 
 

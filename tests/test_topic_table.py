@@ -41,3 +41,12 @@ def test_choose_unicast_is_uniform() -> None:
     counts = Counter(choose_unicast([1, 2, 3, 4], set(), rng) for _ in range(8000))
     assert set(counts) == {1, 2, 3, 4}
     assert all(1700 < n < 2300 for n in counts.values()), counts
+
+
+def test_choose_unicast_tries_failing_subscribers_last_and_only_as_a_last_resort() -> None:
+    rng = random.Random(3)
+    failing = {1, 2}.__contains__
+    assert {choose_unicast([1, 2, 3], set(), rng, failing) for _ in range(50)} == {3}
+    assert choose_unicast([1, 2, 3], {3}, rng, failing) in {1, 2}
+    assert choose_unicast([1, 2, 3], {3}, rng, failing, last_resort=False) is None
+    assert choose_unicast([1, 3], set(), rng, failing, last_resort=False) == 3

@@ -43,25 +43,75 @@ async def run_status(args: argparse.Namespace) -> int:
         args.endpoint, reconnect=False, certs=args.certs, timeout=args.timeout
     ) as client:
         status = await client.node_status()
-    print(json.dumps(status, indent=2) if args.json else format_status(status), flush=True)
+        if args.topics:
+            topics = await all_topics(client, status)
+    if args.topics:
+        text = "\n".join(f"{count:>6}  {topic}" for topic, count in topics.items())
+        print(json.dumps(topics, indent=2) if args.json else text or "(no topics)", flush=True)
+    else:
+        print(json.dumps(status, indent=2) if args.json else format_status(status), flush=True)
     return 0
+
+
+async def all_topics(client: AmopClient, status: dict[str, Any]) -> dict[str, int]:
+    """Every topic of the node's clients, page by page, from its first status answer on."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    topics: dict[str, int] = {}
+    while True:
+        page: dict[str, int] = status["topics"]
+        topics.update(page)
+        start = status.get("topicsFrom", 0) + len(page)
+        if not page or start >= status.get("topicCount", 0):
+            return topics
+        status = await client.node_status(topics_from=start)
+
+
+def _size(count: int) -> str:
+    """Bytes as people read them: 512 B, 3.1 KiB, 96.0 MiB."""
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / 1024 / 1024:,.1f} MiB"
 
 
 def format_status(status: dict[str, Any]) -> str:
     """A node's status as a few readable lines."""
 
-    def topics(counts: dict[str, int]) -> str:
-        return ", ".join(f"{t}({n})" for t, n in sorted(counts.items())) or "-"
+    def topics(counts: dict[str, int], total: int | None = None) -> str:
+        text = ", ".join(f"{t}({n})" for t, n in sorted(counts.items())) or "-"
+        if total is not None and total > len(counts):
+            text += f" … ({len(counts)} of {total:,} shown)"
+        return text
 
+    local = topics(status["topics"], status.get("topicCount"))
+    if status.get("topicCount", 0) > len(status["topics"]):
+        local += "; amop status --topics lists them all"
     lines = [
         f"node {status['nodeId']}",
         f"  sdk {status['sdk']}   p2p {status.get('p2p') or '-'}   clients {status['clients']}",
-        f"  local topics: {topics(status['topics'])}",
-        "links:",
+        f"  local topics: {local}",
     ]
+    budgets = status.get("budgets")
+    if budgets:
+        limits = budgets["limits"]
+        lines.append(
+            f"  held: topics {_size(budgets['topicBytes'])} of {_size(limits['node_topic_bytes'])}"
+            f", unicasts {_size(budgets['pendingBytes'])} of "
+            f"{_size(limits['node_pending_bytes'])}, partial frames "
+            f"{_size(budgets['partialFrameBytes'])} of {_size(limits['node_partial_frame_bytes'])}"
+            f", in all {_size(budgets['totalBytes'])} of {_size(limits['node_total_bytes'])}"
+        )
+    if status.get("truncated"):
+        lines.append("  (lists left out: they would not fit in one answer)")
+    shown_links = status["links"]
+    lines.append(
+        "links:"
+        if status.get("linkCount", 0) <= len(shown_links)
+        else f"links ({len(shown_links)} of {status['linkCount']} shown):"
+    )
     lines += [
-        f"  {link['direction']:3} {link['peer'][:16]}…  {link['remote']}"
-        for link in status["links"]
+        f"  {link['direction']:3} {link['peer'][:16]}…  {link['remote']}" for link in shown_links
     ] or ["  (none)"]
     if status["peers"]:
         lines.append("configured peers:")
@@ -72,13 +122,19 @@ def format_status(status: dict[str, Any]) -> str:
             if peer["error"]:
                 line += f"  last error: {peer['error']}"
             lines.append(line)
-    lines.append("directory (reachable nodes):")
-    for entry in status["directory"]:
+    entries = status["directory"]
+    count = status.get("directoryCount", len(entries))
+    lines.append(
+        "directory (reachable nodes):"
+        if count <= len(entries)
+        else f"directory (reachable nodes, the {len(entries)} nearest of {count}):"
+    )
+    for entry in entries:
         via = f"via {entry['nextHop'][:8]}…" if entry["nextHop"] else "(this node)"
         sdk = ",".join(entry["endpoints"]) or "-"
         lines.append(
             f"  {entry['node'][:16]}…  hops {entry['distance']}  {via:14} {sdk}  "
-            f"topics: {topics(entry['topics'])}"
+            f"topics: {topics(entry['topics'], entry.get('topicCount'))}"
         )
     return "\n".join(lines)
 

@@ -376,6 +376,12 @@ def _add_clients(command: Any) -> None:
     status.add_argument("--certs", type=Path, metavar="DIR", help=CERTS_HELP)
     status.add_argument("--json", action="store_true", help="print the node's JSON answer")
     status.add_argument(
+        "--topics",
+        action="store_true",
+        help="list every topic of the node's clients with its subscribers, one a line "
+        "(status answers show the first page only)",
+    )
+    status.add_argument(
         "--timeout", type=positive_float, default=10.0, metavar="S", help="seconds to wait"
     )
 

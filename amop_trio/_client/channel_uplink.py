@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .._errors import ConnectError, RejectedError, WireError
 from .._log import log_event
 from .._transport import channel_socket
-from .._wire.extensions import CHANNEL_EXTRAS, STATUS
+from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, encode_status_query
 from .._wire.fisco2 import (
     ChannelFrame,
     ChannelHandshakeRequest,
@@ -51,6 +51,8 @@ class ChannelUplink(Uplink):
         self.version = 1
         #: Whether the node is an amop_trio node (which answers status queries).
         self.amop_trio_node = False
+        #: Whether the node answers each topic set (an amop_trio node that grants ``acks``).
+        self.acks = False
 
     def heartbeat_frame(self, seq: bytes | None = None) -> bytes:
         data = heartbeat_request(self.version)
@@ -104,9 +106,10 @@ class ChannelUplink(Uplink):
         )
 
     async def send_topics(self, topics: Sequence[str]) -> Answer | None:
-        frame = ChannelFrame(
-            ChannelType.AMOP_SUBSCRIBE, new_channel_seq(), data=encode_subscription(topics)
-        )
+        seq = new_channel_seq()
+        frame = ChannelFrame(ChannelType.AMOP_SUBSCRIBE, seq, data=encode_subscription(topics))
+        if self.acks:  # the node says whether it took the set
+            return await self.request(seq, encode_channel_frame(frame))
         await self.send(encode_channel_frame(frame))
         # 0x32 has no answer, but a node handles a connection's frames in order:
         # once a heartbeat sent after it is answered, the topic set is in place.
@@ -114,14 +117,14 @@ class ChannelUplink(Uplink):
         await self.request(seq, self.heartbeat_frame(seq))
         return None
 
-    async def node_status(self) -> Answer:
+    async def node_status(self, topics_from: int = 0) -> Answer:
         if not self.amop_trio_node:
             raise RejectedError(
                 Status.UNSUPPORTED_TYPE,
                 "status queries need an amop_trio node; this channel node does not answer them",
             )
         seq = new_channel_seq()
-        frame = ChannelFrame(PeerType.NODE_STATUS, seq, data=b"{}")
+        frame = ChannelFrame(PeerType.NODE_STATUS, seq, data=encode_status_query(topics_from))
         return await self.request(seq, encode_channel_frame(frame))
 
 
@@ -152,6 +155,7 @@ async def open_channel_uplink(
     uplink.version = info.protocol
     grant = info.grant  # only an amop_trio node grants anything
     uplink.amop_trio_node = grant is not None and STATUS in grant.extras
+    uplink.acks = grant is not None and ACKS in grant.extras
     if grant is not None and grant.max_frame_size > 0:
         uplink.max_send_size = min(max_frame_size, grant.max_frame_size)
     sock.heartbeat = uplink.heartbeat_frame

@@ -271,8 +271,14 @@ class AmopClient:
         if answer is not None:
             check_answer(answer, topic)
 
-    async def node_status(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """The node's id, links and topic directory (amop_trio nodes only).
+    async def node_status(
+        self, *, timeout: float | None = None, topics_from: int = 0
+    ) -> dict[str, Any]:
+        """The node's id, links, budgets and topic directory (amop_trio nodes only).
+
+        The answer is bounded: ``topics`` is one page of the node's own topics
+        in name order (long names shortened), from the ``topics_from``-th on,
+        and ``topicCount`` says how many there are.
 
         Raises ``RejectedError`` with status 3004 from a node that does not
         answer status queries, such as a real FISCO BCOS node (over channel,
@@ -281,7 +287,7 @@ class AmopClient:
         await trio.lowlevel.checkpoint_if_cancelled()
         timeout = self._config.timeout if timeout is None else timeout
         with trio.move_on_after(timeout) as scope:
-            answer = await (await self._supervisor.wait_uplink()).node_status()
+            answer = await (await self._supervisor.wait_uplink()).node_status(topics_from)
         if scope.cancelled_caught:
             raise AmopTimeoutError(f"node did not answer the status query within {timeout:g} s")
         check_answer(answer, "(status)")

@@ -148,12 +148,27 @@ class Supervisor:
                     return
                 with trio.move_on_after(self.config.timeout):
                     answer = await uplink.send_topics(topics)
-                    if answer is not None:
-                        check_answer(answer, "(subscription)")
+                    if answer is not None and answer.status != 0:
+                        self._topics_refused(uplink, answer)
                     uplink.topics_sent = frozenset(topics)
                     uplink.topics_version = version
             except ConnectionLostError:
                 return  # the next uplink sends the set after its handshake
+
+    def _topics_refused(self, uplink: Uplink, answer: Answer) -> NoReturn:
+        """The node refused the topic set (a limit or budget) and kept the one it had.
+
+        The subscriptions it did not take end with the node's error, raised
+        here too; the set without them is sent next.
+        """
+        try:
+            check_answer(answer, "(subscription)")
+        except AmopError as error:
+            for sub in self.registry.subscriptions():
+                if sub.topic not in uplink.topics_sent:
+                    sub.fail(error)
+            raise
+        raise AssertionError("a failure answer raises")
 
     def _refuse_private(self, uplink: Uplink) -> None:
         """Fail the private-topic subscriptions a node cannot enforce, rather than degrade."""

@@ -192,7 +192,8 @@ class Uplink(FrameConnection):
         """Send the complete topic set; the node's answer, if it sends one."""
         raise NotImplementedError
 
-    async def node_status(self) -> Answer:
+    async def node_status(self, topics_from: int = 0) -> Answer:
+        """Ask an amop_trio node for its status, listing its topics from ``topics_from`` on."""
         raise NotImplementedError
 
 

@@ -10,7 +10,7 @@ from .._errors import ConnectError, RejectedError, WireError
 from .._log import log_event
 from .._transport import ws_socket
 from .._transport.connection import FrameTransport
-from .._wire.extensions import ACKS, PRIVATE, STATUS, WS_EXTRAS
+from .._wire.extensions import ACKS, PRIVATE, STATUS, WS_EXTRAS, encode_status_query
 from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
 from .._wire.fisco3 import (
     EXT_RESPONSE,
@@ -83,14 +83,15 @@ class WsUplink(Uplink):
         await self.send(frame)
         return None
 
-    async def node_status(self) -> Answer:
+    async def node_status(self, topics_from: int = 0) -> Answer:
         if STATUS not in self.extras:
             raise RejectedError(
                 Status.UNSUPPORTED_TYPE,
                 "status queries need an amop_trio node; this node does not answer them",
             )
         seq = new_seq()
-        return await self.request(seq, encode_frame(Frame(PeerType.NODE_STATUS, seq, b"{}")))
+        query = encode_status_query(topics_from)
+        return await self.request(seq, encode_frame(Frame(PeerType.NODE_STATUS, seq, query)))
 
 
 async def open_ws_uplink(

@@ -16,7 +16,12 @@ results, unknown packet types). A client need not handshake (protocol 1 SDKs
 never do), and the node never pings: the client's heartbeats keep the session
 alive (``StreamSocket.ping``). A frame that cannot be parsed closes the
 connection; a unicast, multicast or handshake with a bad body is answered
-with a 2.x result code and a UTF-8 error text, and logged.
+with a 2.x result code and a UTF-8 error text, and logged. A topic set or a
+unicast past a byte budget (``budget``) is refused before anything is
+taken: a unicast with 103, a topic set (0x32, never answered by a 2.x node)
+with a log line, or, for a client that asked for ``acks`` in its handshake,
+with an answer in kind: 104 past the connection's topic budget, 103 past the
+node's (0 when the set is in place).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, ClassVar
 
 from .._errors import EncodeError, WireError
 from .._log import log_event
-from .._wire.extensions import CHANNEL_EXTRAS, STATUS, Grant
+from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, Grant, decode_status_query
 from .._wire.fisco2 import (
     MAX_CHANNEL_TOPIC_BYTES,
     ChannelFrame,
@@ -51,6 +56,7 @@ from .._wire.fisco2 import (
 from .._wire.fisco3 import Frame, PacketType, decode_amop_body, encode_amop_body
 from .._wire.peer import PeerType
 from .._wire.status import Status
+from .budget import ConnectionBudget
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .network import Network
@@ -136,21 +142,38 @@ def _decode_topic_body(data: bytes) -> TopicBody:
 
 
 class _ChannelRequest:
-    """A channel client's unicast: its outcome is answered under the request's seq."""
+    """A channel client's unicast: its outcome is answered under the request's seq.
 
-    __slots__ = ("_frame", "_session", "_topic")
+    It keeps the seq, not the frame: the body travels on as a ws AMOP body,
+    whose bytes stay counted on ``account`` until then.
+    """
 
-    def __init__(self, session: ChannelSession, frame: ChannelFrame, topic: str) -> None:
+    __slots__ = ("_account", "_seq", "_session", "_size", "_topic")
+
+    def __init__(
+        self,
+        session: ChannelSession,
+        seq: bytes,
+        topic: str,
+        account: ConnectionBudget,
+        size: int,
+    ) -> None:
         self._session = session
-        self._frame = frame
+        self._seq = seq
         self._topic = topic
+        self._account = account
+        self._size = size
 
     def answer(self, status: int, data: bytes) -> None:
         session = self._session
         session.requests -= 1
+        self._account.release_pending(self._size)
         payload = encode_topic_body(self._topic, data) if status == 0 else data
+        result = channel_result_from_status(status)
         session.send_answer_nowait(
-            _answer_frame(self._frame, channel_result_from_status(status), payload)
+            encode_channel_frame(
+                ChannelFrame(ChannelType.AMOP_RESPONSE, self._seq, result, payload)
+            )
         )
 
 
@@ -166,7 +189,7 @@ class ChannelService(Service):
         network: Network,
         limits: NodeLimits,
         stats: NodeStatistics,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[int], dict[str, Any]],
     ) -> None:
         super().__init__(hub, network, limits, stats, status)
         #: Longest topic a channel client may use: what a topic body can carry.
@@ -194,7 +217,9 @@ class ChannelService(Service):
                 await served[0](self, session, frame)
             except WireError as exc:
                 status = exc.status or Status.INVALID_REQUEST
-                if frame.type in _ANSWERED:
+                if frame.type in _ANSWERED or (
+                    frame.type == ChannelType.AMOP_SUBSCRIBE and ACKS in session.extras
+                ):
                     await self._refuse(session, frame, status, str(exc))
                 else:
                     self.stats.refused += 1
@@ -275,6 +300,7 @@ class ChannelService(Service):
 
     @frame_handler
     async def _on_subscribe(self, session: ChannelSession, frame: ChannelFrame) -> None:
+        acks = ACKS in session.extras
         accepted, refused = [], []
         for topic in decode_subscription(frame.data):
             if topic.startswith(BLOCK_NOTIFY_PREFIX):
@@ -283,20 +309,32 @@ class ChannelService(Service):
                 accepted.append(topic)
             else:
                 refused.append(topic)
-        if self.hub.set_topics(session.id, accepted, max_topics=self.limits.max_topics):
-            self.network.topics_changed()
+        error = None
         if refused:
+            shown = ", ".join(repr(t[:40] + "…" if len(t) > 40 else t) for t in refused[:5])
+            error = f"a channel topic is 1 to {self.max_topic_bytes} bytes of UTF-8: {shown}"
+            if acks:  # a client that hears the outcome gets all or nothing, as over ws
+                raise WireError(error, status=Status.INVALID_REQUEST)
+        try:
+            if self.hub.set_topics(session.id, accepted, max_topics=self.limits.max_topics):
+                self.network.topics_changed()
+        except WireError as exc:
+            if acks:
+                raise
+            refused, error = accepted, str(exc)  # the session keeps its previous set
+        if error is not None:
             # 0x32 is never answered, even to say what was refused: log it.
             self.stats.refused += 1
-            shown = ", ".join(repr(t[:40] + "…" if len(t) > 40 else t) for t in refused[:5])
             log_event(
                 logger,
                 logging.WARNING,
                 "topics_refused",
                 session=session.id,
                 count=len(refused),
-                error=f"a channel topic is 1 to {self.max_topic_bytes} bytes of UTF-8: {shown}",
+                error=error,
             )
+        if acks:
+            await self._answer(session, frame)
 
     @frame_handler
     async def _on_request(self, session: ChannelSession, frame: ChannelFrame) -> None:
@@ -312,10 +350,16 @@ class ChannelService(Service):
                 f"more than {self.limits.max_pending} requests pending on this connection",
             )
             return
+        amop_body = encode_amop_body(body.topic, body.data)
+        account = self.hub.account(session.id)
+        refusal = account.take_pending(len(amop_body))
+        if refusal is not None:
+            await self._refuse(session, frame, refusal.status, refusal.text)
+            return
         session.requests += 1
         self.stats.unicasts += 1
-        requester = _ChannelRequest(session, frame, body.topic)
-        self.network.unicast(body.topic, encode_amop_body(body.topic, body.data), requester)
+        requester = _ChannelRequest(session, frame.seq, body.topic, account, len(amop_body))
+        self.network.unicast(body.topic, amop_body, requester)
 
     @frame_handler
     async def _on_multicast(self, session: ChannelSession, frame: ChannelFrame) -> None:
@@ -356,7 +400,8 @@ class ChannelService(Service):
 
     @frame_handler
     async def _on_status(self, session: ChannelSession, frame: ChannelFrame) -> None:
-        await self._answer(session, frame, 0, json.dumps(self._status()).encode())
+        status = self._status(decode_status_query(frame.data))
+        await self._answer(session, frame, 0, json.dumps(status).encode())
 
 
 #: Packet types served: the handler, and the extension a client needs for it (or None).

@@ -1,9 +1,9 @@
 """The clients connected to this node: their topics and local delivery.
 
-``LocalHub`` knows every SDK session and the topic table, and fans
-multicasts out to them without waiting on any subscriber's bounded outbox
-(unicasts to them are ``unicast.LocalUnicast``). It neither reads frames nor
-knows other nodes.
+``LocalHub`` knows every SDK session, its byte account (``budget``) and the
+topic table, and fans multicasts out to them without waiting on any
+subscriber's bounded outbox (unicasts to them are ``unicast.LocalUnicast``).
+It neither reads frames nor knows other nodes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .._errors import WireError
 from .._log import log_event
 from .._requests import Deadlines
 from .._wire.status import Status
-from .limits import NodeStatistics
+from .budget import ConnectionBudget, NodeBudget
+from .limits import NodeLimits, NodeStatistics
 from .session import Session
 from .topic_table import TopicTable
 
@@ -32,27 +33,39 @@ class LocalHub:
         rng: random.Random,
         stats: NodeStatistics,
         deadlines: Deadlines,
-        *,
-        subscriber_timeout: float,
+        limits: NodeLimits | None = None,
     ) -> None:
         self.table = TopicTable()
         self.sessions: dict[int, Session] = {}
+        #: The byte budgets of the node, and each session's account.
+        limits = limits or NodeLimits()
+        self.budget = NodeBudget(limits, stats)
+        self.accounts: dict[int, ConnectionBudget] = {}
         self.stats = stats
         self.rng = rng
         #: Ends unicasts in flight, and checks on subscribers that hold one.
         self.deadlines = deadlines
-        self.subscriber_timeout = subscriber_timeout
+        self.subscriber_timeout = limits.subscriber_timeout
         self._session_ended = trio.Event()
         #: Set when the node stops: unicasts in flight are dropped, not answered.
         self.stopping = False
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Session, account: ConnectionBudget | None = None) -> None:
+        """Take a session, with the account its connection's bytes are counted on."""
         self.sessions[session.id] = session
+        self.accounts[session.id] = account or self.budget.account(session.name)
         self.stats.connections += 1
+
+    def account(self, sid: int) -> ConnectionBudget:
+        """The account of session ``sid``."""
+        return self.accounts[sid]
 
     def remove(self, session: Session) -> set[str]:
         """Forget a session; returns the topics it held."""
         self.sessions.pop(session.id, None)
+        account = self.accounts.pop(session.id, None)
+        if account is not None:
+            account.set_topics(0)
         topics = self.table.remove_session(session.id)
         self._session_ended.set()
         self._session_ended = trio.Event()
@@ -69,13 +82,20 @@ class LocalHub:
                 await self._session_ended.wait()
 
     def set_topics(self, session: int, topics: list[str], *, max_topics: int) -> bool:
-        """Replace a session's topic set; True if it changed. ``WireError`` past the limit."""
+        """Replace a session's topic set; True if it changed.
+
+        ``WireError`` past the limit or a byte budget: the session keeps its set.
+        """
         if len(topics) > max_topics:
             raise WireError(
                 f"{len(topics)} topics exceed the limit of {max_topics} per connection",
                 status=Status.INVALID_REQUEST,
             )
-        added, removed = self.table.set_topics(session, topics)
+        wanted = set(topics)
+        refusal = self.accounts[session].set_topics(sum(len(t.encode()) for t in wanted))
+        if refusal is not None:
+            raise refusal.error()
+        added, removed = self.table.set_topics(session, wanted)
         if added or removed:
             log_event(
                 logger,

@@ -80,16 +80,21 @@ class RemoteRequest:
 
 
 class _ServedRequest:
-    """Another node's unicast, delivered here: its outcome goes back to that node."""
+    """Another node's unicast, delivered here: its outcome goes back to that node.
 
-    __slots__ = ("_origin", "_remote", "_request_id")
+    Its body's ``size`` stays counted in the node's pending budget until then.
+    """
 
-    def __init__(self, remote: RemoteUnicasts, origin: str, request_id: bytes) -> None:
+    __slots__ = ("_origin", "_remote", "_request_id", "_size")
+
+    def __init__(self, remote: RemoteUnicasts, origin: str, request_id: bytes, size: int) -> None:
         self._remote = remote
         self._origin = origin
         self._request_id = request_id
+        self._size = size
 
     def answer(self, status: int, data: bytes) -> None:
+        self._remote.hub.budget.release_served(self._size)
         self._remote.answer_served(self._origin, self._request_id, status, data)
 
 
@@ -192,8 +197,13 @@ class RemoteUnicasts:
             if cached is not None:  # answered already: the answer got lost on the way
                 self._send_reply(unicast.origin, cached)
             return
+        reason = None
         if self._serving >= MAX_SERVED_UNICASTS:
-            refusal = PeerReply(unicast.origin, b"node overloaded: too many unicasts in progress")
+            reason = b"node overloaded: too many unicasts in progress"
+        elif (over_budget := self.hub.budget.take_served(len(unicast.body))) is not None:
+            reason = f"node overloaded: {over_budget.text}".encode()
+        if reason is not None:
+            refusal = PeerReply(unicast.origin, reason)
             self._send_reply(
                 unicast.origin,
                 encode_frame(
@@ -207,14 +217,23 @@ class RemoteUnicasts:
 
     def _serve(self, request_id: bytes, unicast: PeerUnicast) -> None:
         """Deliver a unicast another node sent here; its answer goes back to that node."""
-        requester = _ServedRequest(self, unicast.origin, request_id)
+        requester = _ServedRequest(self, unicast.origin, request_id, len(unicast.body))
         try:
             topic = decode_amop_body(unicast.body).topic
         except WireError as exc:
             requester.answer(Status.INVALID_REQUEST, str(exc).encode())
             return
         self._stats.unicasts += 1
-        job = LocalUnicast(self.hub, topic, unicast.body, requester, self.private.allowed(topic))
+        # Subscribers failing lately are not tried for another node: its unicast goes on to
+        # a node with a healthy one, or fails there at once, instead of waiting on them.
+        job = LocalUnicast(
+            self.hub,
+            topic,
+            unicast.body,
+            requester,
+            self.private.allowed(topic),
+            last_resort=False,
+        )
         timeout = min(unicast.deadline_ms / 1000, self.request_timeout)
         self.deadlines.add(trio.current_time() + timeout, job)
         job.attempt()

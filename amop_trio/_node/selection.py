@@ -11,15 +11,18 @@ def choose_unicast(
     tried: Collection[int],
     rng: random.Random | None = None,
     avoided: Callable[[int], bool] | None = None,
+    *,
+    last_resort: bool = True,
 ) -> int | None:
     """One subscriber picked uniformly among those not tried yet, or None.
 
-    Those ``avoided`` says are failing are picked only when no other is left.
+    Those ``avoided`` says are failing are picked only when no other is left,
+    and then only as a ``last_resort`` (no other node has subscribers to try).
     """
     remaining = [c for c in candidates if c not in tried]
-    if avoided is not None and len(remaining) > 1:
+    if avoided is not None and remaining:
         healthy = [c for c in remaining if not avoided(c)]
-        remaining = healthy or remaining
+        remaining = healthy or (remaining if last_resort else [])
     if not remaining:
         return None
     return (rng or random).choice(remaining)

@@ -14,6 +14,11 @@ node wires them together and reports its status.
 Nothing one connection does can take the node down: each connection's task
 catches and logs its own failure, bad frames cost only that connection, and
 every queue is bounded (see ``LocalHub`` and ``Network`` for the policies).
+Each client connection has a byte account (``budget.ConnectionBudget``),
+opened before its first frame is read, so that its decoder's partial frames,
+its topics and its unicasts in flight count against the node's budgets; it
+is closed when the connection ends. A status answer is bounded whatever the
+node holds (``status``).
 """
 
 from __future__ import annotations
@@ -43,12 +48,14 @@ from .._transport.channel_socket import StreamSocket
 from .._transport.fd_stream import connection_stream
 from .._transport.sniff import Protocol, sniff
 from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
+from .budget import ConnectionBudget
 from .channel_service import ChannelService, ChannelSession
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .links import identify_peer
 from .network import Network
 from .session import Session
+from .status import node_status
 from .topic_table import TopicTable
 from .ws_service import SdkService
 
@@ -101,9 +108,7 @@ class Node:
         self.stats = NodeStatistics()
         self.node_id = node_id or default_node_id(host, port, p2p_host, p2p_port)
         rng = random.Random(seed)
-        self.hub = LocalHub(
-            rng, self.stats, Deadlines(), subscriber_timeout=self.limits.subscriber_timeout
-        )
+        self.hub = LocalHub(rng, self.stats, Deadlines(), self.limits)
         self.network = Network(
             self.node_id,
             self.hub,
@@ -151,42 +156,14 @@ class Node:
     def statistics(self) -> NodeStatistics:
         return self.stats
 
-    def status(self) -> dict[str, Any]:
-        """Id, endpoints, links and topic directory: what ``amop status`` shows."""
-        return {
-            "nodeId": self.node_id,
-            "sdk": self.url,
-            "p2p": self.p2p_endpoint,
-            "clients": len(self.hub.sessions),
-            "topics": self.hub.topic_counts(),
-            "statistics": {
-                "connections": self.stats.connections,
-                "unicasts": self.stats.unicasts,
-                "multicasts": self.stats.multicasts,
-                "multicastDropped": self.stats.multicast_dropped,
-                "refused": self.stats.refused,
-                "forwarded": self.stats.forwarded,
-            },
-            **self.network.links.status(),
-            "directory": self._directory_status(),
-        }
+    def status(self, topics_from: int = 0) -> dict[str, Any]:
+        """Id, endpoints, links, budgets and directory: what ``amop status`` shows.
 
-    def _directory_status(self) -> list[dict[str, Any]]:
-        """Every reachable node, how far it is and what it advertises."""
-        directory = self.network.directory
-        entries = []
-        for node in directory.reachable():
-            state = directory.state_of(node)
-            entries.append(
-                {
-                    "node": node,
-                    "distance": directory.distance(node),
-                    "nextHop": directory.next_hop(node),
-                    "endpoints": list(state.endpoints) if state else [],
-                    "topics": dict(state.topics) if state else {},
-                }
-            )
-        return entries
+        The local topics are listed from the ``topics_from``-th in name order,
+        one bounded page at a time; the whole answer never exceeds
+        ``status.STATUS_MAX_BYTES`` of JSON, whatever the node holds.
+        """
+        return node_status(self, topics_from)
 
     async def serve(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; reports ``self`` once listening."""
@@ -209,6 +186,7 @@ class Node:
                         self._run_session,
                         channel=self._run_channel,
                         tls=self.tls,
+                        budgeted=True,
                     ),
                     sdk_listeners,
                     handler_nursery=nursery,
@@ -241,18 +219,25 @@ class Node:
         serve: Callable[..., Awaitable[None]],
         stream: trio.abc.Stream,
         *,
-        channel: Callable[[StreamSocket], Awaitable[None]] | None = None,
+        channel: Callable[[StreamSocket, ConnectionBudget | None], Awaitable[None]] | None = None,
         tls: ServerTLS | None = None,
         identify: bool = False,
+        budgeted: bool = False,
     ) -> None:
         """Own one accepted connection: its socket and every task serving it.
 
         With ``channel``, a connection whose first bytes are not an HTTP
         upgrade is a 2.x channel client and goes there instead of ``serve``.
         With ``identify`` (node links over TLS), the peer must present a node
-        certificate; ``serve`` gets the node id derived from it.
+        certificate; ``serve`` gets the node id derived from it. With
+        ``budgeted`` (clients), the connection's bytes count against the
+        node's budgets on an account ``serve`` and ``channel`` get too.
         """
         remote = _peer_of(stream)
+        account = None
+        if budgeted:
+            account = self.hub.budget.account(remote)
+            serve = partial(serve, account=account)
         try:
             sock: FrameSocket | StreamSocket | None = None
             with trio.move_on_after(self.limits.handshake_timeout) as scope:
@@ -260,9 +245,11 @@ class Node:
                     stream = await _accept_tls(tls, stream)
                     if identify:
                         serve = partial(serve, certified=identify_peer(stream))
-                sock = await self._open_socket(stream, remote, sniffing=channel is not None)
+                sock = await self._open_socket(
+                    stream, remote, sniffing=channel is not None, budget=account
+                )
             if isinstance(sock, StreamSocket) and channel is not None:
-                await channel(sock)
+                await channel(sock, account)
             elif isinstance(sock, FrameSocket):
                 await serve(sock)
             elif scope.cancelled_caught:
@@ -299,10 +286,17 @@ class Node:
             else:
                 logger.exception("connection handler failed")
         finally:
+            if account is not None:
+                account.close()
             await trio.aclose_forcefully(stream)
 
     async def _open_socket(
-        self, stream: trio.abc.Stream, remote: str, *, sniffing: bool
+        self,
+        stream: trio.abc.Stream,
+        remote: str,
+        *,
+        sniffing: bool,
+        budget: ConnectionBudget | None = None,
     ) -> FrameSocket | StreamSocket | None:
         """Finish TLS, tell the protocol and open its socket; None if the peer left first."""
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -315,27 +309,32 @@ class Node:
         inner = connection_stream(stream, prefix)
         max_size = self.limits.max_frame_size
         if protocol is Protocol.CHANNEL:
-            return StreamSocket(inner, max_frame_size=max_size, remote=remote)
-        return await server_handshake(inner, max_frame_size=max_size, remote=remote)
+            return StreamSocket(inner, max_frame_size=max_size, remote=remote, budget=budget)
+        return await server_handshake(inner, max_frame_size=max_size, remote=remote, budget=budget)
 
-    async def _run_session(self, sock: FrameSocket) -> None:
+    async def _run_session(
+        self, sock: FrameSocket, account: ConnectionBudget | None = None
+    ) -> None:
         session = Session(next(self._ids), sock, self.limits.outbox_size)
-        await self._serve_session(session, partial(self.sdk.serve, session))
+        await self._serve_session(session, account, partial(self.sdk.serve, session))
 
-    async def _run_channel(self, sock: StreamSocket) -> None:
+    async def _run_channel(self, sock: StreamSocket, account: ConnectionBudget | None) -> None:
         session = ChannelSession(next(self._ids), sock, self.limits.outbox_size)
         # The node never pings a channel client; its heartbeats must keep coming.
         half = self.limits.channel_idle_timeout / 2
-        await self._serve_session(session, partial(self.channel.serve, session), half, half)
+        await self._serve_session(
+            session, account, partial(self.channel.serve, session), half, half
+        )
 
     async def _serve_session(
         self,
         session: Session,
+        account: ConnectionBudget | None,
         read_loop: Callable[[], Awaitable[None]],
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
     ) -> None:
-        self.hub.add(session)
+        self.hub.add(session, account)
         log_event(
             logger,
             logging.INFO,

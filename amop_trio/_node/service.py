@@ -28,7 +28,7 @@ class Service:
         network: Network,
         limits: NodeLimits,
         stats: NodeStatistics,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[int], dict[str, Any]],
     ) -> None:
         self.hub = hub
         self.network = network

@@ -6,6 +6,7 @@ connections. Pure: no Trio, no I/O.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 
@@ -42,6 +43,14 @@ class TopicTable:
     def subscribers(self, topic: str) -> list[int]:
         """Sessions subscribed to ``topic``, in subscription order."""
         return list(self._by_topic.get(topic, ()))
+
+    def page(self, start: int, count: int) -> list[tuple[str, int]]:
+        """Topics ``start`` to ``start + count`` in name order, with their subscriber counts.
+
+        Costs one pass over the table, never a copy of it sorted.
+        """
+        names = heapq.nsmallest(start + count, self._by_topic)
+        return [(topic, len(self._by_topic[topic])) for topic in names[start:]]
 
     def topics_of(self, session: int) -> frozenset[str]:
         return self._by_session.get(session, frozenset())

@@ -89,6 +89,7 @@ class LocalUnicast:
         "body",
         "done",
         "hub",
+        "last_resort",
         "last_status",
         "requester",
         "topic",
@@ -102,8 +103,13 @@ class LocalUnicast:
         body: bytes,
         requester: Requester,
         only: set[int] | None = None,
+        *,
+        last_resort: bool = True,
     ) -> None:
         self.hub = hub
+        #: Whether subscribers failing lately may be tried when no other is left: not when
+        #: another node may have a healthy one, which a quick refusal lets the unicast reach.
+        self.last_resort = last_resort
         self.topic = topic
         self.body = body
         self.requester = requester
@@ -128,8 +134,16 @@ class LocalUnicast:
         """
         hub = self.hub
         while not self.done:
-            sid = choose_unicast(hub.subscribers(self.topic), self.tried, hub.rng, self._avoided)
+            sid = choose_unicast(
+                hub.subscribers(self.topic),
+                self.tried,
+                hub.rng,
+                self._avoided,
+                last_resort=self.last_resort,
+            )
             if sid is None:
+                if self.last_status == Status.NO_SUBSCRIBER_CLIENT and hub.subscribers(self.topic):
+                    self.last_status = Status.SEND_FAILED  # all there are failing lately
                 self.finish(
                     self.last_status, f"no local subscriber of {self.topic!r} answered".encode()
                 )
@@ -293,7 +307,13 @@ class RoutedUnicast:
             node = choose_weighted(counts, router.rng)
             self.tried.add(node)
             if node == router.node_id:
-                self.local = LocalUnicast(router.hub, self.topic, self.body, _LocalPart(self))
+                self.local = LocalUnicast(
+                    router.hub,
+                    self.topic,
+                    self.body,
+                    _LocalPart(self),
+                    last_resort=len(counts) == 1,
+                )
                 self.local.attempt()
                 return
             if router.send_remote(self, node):

@@ -13,7 +13,9 @@ that cannot be parsed closes that connection only; a readable frame with a bad
 payload is answered with an error status where the node answers that packet
 anyway (or the client asked for acknowledgements), else logged and dropped.
 Routing is the ``Network``'s job; this module only turns frames into calls and
-results into frames.
+results into frames. A topic set or a unicast that would go past a byte budget
+(``budget``) is refused before anything is taken: 3005 past the
+connection's own topic budget, 3006 past the node's or past a pending budget.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ import trio
 
 from .._errors import WireError
 from .._log import log_event
-from .._wire.extensions import ACKS, EXTENSIONS_KEY, PRIVATE, STATUS, WS_EXTRAS, Grant
+from .._wire.extensions import (
+    ACKS,
+    EXTENSIONS_KEY,
+    PRIVATE,
+    STATUS,
+    WS_EXTRAS,
+    Grant,
+    decode_status_query,
+)
 from .._wire.fisco2 import ChannelVerifyResult
 from .._wire.fisco3 import (
     EXT_RESPONSE,
@@ -42,6 +52,7 @@ from .._wire.fisco3 import (
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status
+from .budget import ConnectionBudget
 from .rpc import ws_rpc_answer
 from .service import Service, frame_handler
 from .session import Session
@@ -67,17 +78,25 @@ def _answer_frame(frame: Frame, status: int = 0, payload: bytes = b"") -> bytes:
 
 
 class _WsRequest:
-    """A ws client's unicast: its outcome is answered under the request's seq."""
+    """A ws client's unicast: its outcome is answered under the request's seq.
 
-    __slots__ = ("_frame", "_session")
+    Its body's bytes stay counted on ``account`` until then.
+    """
 
-    def __init__(self, session: Session, frame: Frame) -> None:
+    __slots__ = ("_account", "_frame", "_session", "_size")
+
+    def __init__(
+        self, session: Session, frame: Frame, account: ConnectionBudget, size: int
+    ) -> None:
         self._session = session
         self._frame = frame
+        self._account = account
+        self._size = size
 
     def answer(self, status: int, data: bytes) -> None:
         session = self._session
         session.requests -= 1
+        self._account.release_pending(self._size)
         session.send_answer_nowait(_answer_frame(self._frame, status, data))
 
 
@@ -180,9 +199,17 @@ class SdkService(Service):
                 f"more than {self.limits.max_pending} requests pending on this connection".encode(),
             )
             return
+        account = self.hub.account(session.id)
+        size = len(frame.payload)
+        refusal = account.take_pending(size)
+        if refusal is not None:
+            self.stats.refused += 1
+            await self._answer(session, frame, refusal.status, refusal.text.encode())
+            return
         session.requests += 1
         self.stats.unicasts += 1
-        self.network.unicast(body.topic, frame.payload, _WsRequest(session, frame))
+        requester = _WsRequest(session, frame, account, size)
+        self.network.unicast(body.topic, frame.payload, requester)
 
     @frame_handler
     async def _on_broadcast(self, session: Session, frame: Frame) -> None:
@@ -219,7 +246,8 @@ class SdkService(Service):
 
     @frame_handler
     async def _on_status(self, session: Session, frame: Frame) -> None:
-        await self._answer(session, frame, 0, json.dumps(self._status()).encode())
+        status = self._status(decode_status_query(frame.payload))
+        await self._answer(session, frame, 0, json.dumps(status).encode())
 
 
 def _ignore(session: Session, frame: Frame, why: str) -> None:

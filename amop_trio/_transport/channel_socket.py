@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import trio
 
 from .._errors import ConnectionLostError
+from .._wire.budget import BufferBudget
 from .._wire.fisco2 import ChannelDecoder
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .fd_stream import open_stream
@@ -40,6 +41,8 @@ class StreamSocket:
     HEARTBEAT); without it ``ping`` only watches for frames from the peer (a
     node, whose clients send the heartbeats). Sends take turns (``StreamIO``),
     since ``ping`` and the connection's writer may send at the same time.
+    ``budget``, if given, holds the bytes of a frame begun and not yet whole;
+    one it cannot hold is a ``FrameTooLargeError`` (see ``ChannelDecoder``).
     """
 
     def __init__(
@@ -49,10 +52,11 @@ class StreamSocket:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         remote: str,
         heartbeat: Callable[[], bytes] | None = None,
+        budget: BufferBudget | None = None,
     ) -> None:
         self._stream = stream
         self._record_per_frame = _is_tls(stream)
-        self._decoder = ChannelDecoder(max_frame_size=max_frame_size)
+        self._decoder = ChannelDecoder(max_frame_size=max_frame_size, budget=budget)
         self._io = StreamIO(stream, remote)
         self._received = 0
         self._received_at_ping = 0

@@ -32,6 +32,7 @@ import trio
 
 from .._errors import AmopError, ConnectError, ConnectionLostError, WireError
 from .._wire import rfc6455 as ws
+from .._wire.budget import BufferBudget
 from .._wire.ws_upgrade import ClientUpgrade, ServerUpgrade, UpgradeRefused
 from .fd_stream import RECEIVE_SIZE, open_stream
 from .stream_io import StreamIO
@@ -47,7 +48,11 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class FrameSocket:
-    """One WebSocket carrying AMOP frames: one reader task, any number of senders."""
+    """One WebSocket carrying AMOP frames: one reader task, any number of senders.
+
+    ``budget``, if given, holds the bytes of a message begun and not yet
+    whole; one it cannot hold closes the connection with 1009.
+    """
 
     def __init__(
         self,
@@ -57,10 +62,11 @@ class FrameSocket:
         max_frame_size: int,
         remote: str,
         received: bytes = b"",
+        budget: BufferBudget | None = None,
     ) -> None:
         self._stream = stream
         self._mask = client
-        self._codec = ws.WsConnection(client=client, max_message=max_frame_size)
+        self._codec = ws.WsConnection(client=client, max_message=max_frame_size, budget=budget)
         self._io = StreamIO(stream, remote, received=received)
         self._pongs: dict[bytes, trio.Event] = {}
         #: A Close went out: nothing more may be sent.
@@ -302,9 +308,16 @@ async def client_handshake(
 
 
 async def server_handshake(
-    stream: trio.abc.Stream, *, max_frame_size: int, remote: str
+    stream: trio.abc.Stream,
+    *,
+    max_frame_size: int,
+    remote: str,
+    budget: BufferBudget | None = None,
 ) -> FrameSocket:
-    """Accept a WebSocket upgrade on ``stream`` as a server; ``UpgradeRefused`` says why not."""
+    """Accept a WebSocket upgrade on ``stream`` as a server; ``UpgradeRefused`` says why not.
+
+    ``budget`` holds the bytes of messages begun (see ``FrameSocket``).
+    """
     upgrade = ServerUpgrade()
     accepted = None
     try:
@@ -322,7 +335,12 @@ async def server_handshake(
     except _BROKEN as exc:
         raise ConnectionLostError(f"connection to {remote} broken: {exc}") from None
     return FrameSocket(
-        stream, client=False, max_frame_size=max_frame_size, remote=remote, received=rest
+        stream,
+        client=False,
+        max_frame_size=max_frame_size,
+        remote=remote,
+        received=rest,
+        budget=budget,
     )
 
 

@@ -11,17 +11,22 @@ do, so they never meet an extra. The node answers, in its handshake answer,
 
 Extras (unknown names are ignored, so either side may be newer):
 
-* ``acks`` (3.x): the node answers each AMOP_SUBTOPIC and AMOP_BROADCAST with
+* ``acks``: the node answers each AMOP_SUBTOPIC and AMOP_BROADCAST (3.x) with
   an AMOP_RESPONSE under the request's seq (status 0, or an error status and
   text), so a client knows when a subscription is in place or a multicast was
-  refused. 2.x nodes always answer multicasts, and never subscriptions.
-* ``status``: the node answers NODE_STATUS (0x1010) with its status JSON.
+  refused. 2.x nodes always answer multicasts, and never subscriptions; over
+  2.x, the node answers each AMOP_SUBSCRIBE (0x32) in kind, under its seq
+  (result 0, or a 2.x result code and text).
+* ``status``: the node answers NODE_STATUS (0x1010) with its status JSON, of
+  bounded size: a summary, and a page of its topics from the query's
+  ``"topicsFrom"`` (``encode_status_query``) on.
 * ``private`` (3.x): private topics over ws, with the 2.x verification pair
   carried as VERIFY_REQUEST 0x1011 and VERIFY_RESULT 0x1012.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +37,25 @@ STATUS = "status"
 PRIVATE = "private"
 #: What a node grants on each protocol.
 WS_EXTRAS = frozenset({ACKS, STATUS, PRIVATE})
-CHANNEL_EXTRAS = frozenset({STATUS})
+CHANNEL_EXTRAS = frozenset({ACKS, STATUS})
+
+
+def encode_status_query(topics_from: int = 0) -> bytes:
+    """The payload of a NODE_STATUS query for the page of topics from ``topics_from`` on."""
+    return json.dumps({"topicsFrom": topics_from}).encode() if topics_from else b"{}"
+
+
+def decode_status_query(payload: bytes) -> int:
+    """The first local topic a status query asks to list (``{"topicsFrom": N}``), 0 if none.
+
+    Read leniently, as the query always was: anything else asks for the first page.
+    """
+    try:
+        query = json.loads(payload)
+    except (ValueError, RecursionError):
+        return 0
+    start = query.get("topicsFrom") if isinstance(query, dict) else None
+    return start if isinstance(start, int) and not isinstance(start, bool) and start > 0 else 0
 
 
 def requested_extras(handshake: dict[str, Any]) -> frozenset[str]:

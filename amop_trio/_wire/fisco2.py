@@ -7,7 +7,10 @@ itself. ``ChannelDecoder`` does that in the style of h11's receive buffer:
 complete ``ChannelFrame`` or ``None`` when more bytes are needed. The length
 prefix is checked as soon as its 4 bytes are known, so a bogus or oversized
 length fails at once instead of making the decoder wait for (and buffer) a
-body that will never be valid. Consumed bytes are skipped with an offset and
+body that will never be valid; given a ``budget`` (``budget.BufferBudget``),
+it holds a frame's announced length from it while the frame is incomplete,
+and fails at once (``FrameTooLargeError``) if the budget cannot hold it.
+Consumed bytes are skipped with an offset and
 the buffer is compacted only when at least half of it is dead, which keeps
 decoding many small frames linear in the input size. Once the decoder has
 raised, it stays broken: the stream has lost its framing and cannot recover.
@@ -37,6 +40,7 @@ from enum import IntEnum
 from typing import Any, NoReturn, TypeGuard
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
+from .budget import BufferBudget
 from .extensions import EXTENSIONS_KEY, Grant, requested_extras
 from .fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .json_payload import decode_json, decode_json_object, encode_json
@@ -257,13 +261,16 @@ class ChannelDecoder:
 
     A length field below the 42-byte header or above ``max_frame_size`` raises
     from ``next_frame()`` as soon as its 4 bytes are buffered, without waiting
-    for the body. After any ``WireError`` the decoder is broken for good:
+    for the body, and so does one that ``budget`` cannot hold while the frame
+    is incomplete. After any ``WireError`` the decoder is broken for good:
     ``feed()`` and ``next_frame()`` raise again.
     """
 
-    __slots__ = ("_buf", "_eof", "_error", "_max", "_pos")
+    __slots__ = ("_budget", "_buf", "_eof", "_error", "_held", "_max", "_pos")
 
-    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, budget: BufferBudget | None = None
+    ) -> None:
         if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
             raise TypeError(f"max_frame_size must be an int, got {max_frame_size!r:.50}")
         if max_frame_size < HEADER_SIZE:
@@ -276,6 +283,9 @@ class ChannelDecoder:
         self._pos = 0
         self._eof = False
         self._error: WireError | None = None
+        self._budget = budget
+        #: Bytes held from ``budget`` for the frame not complete yet.
+        self._held = 0
 
     def __repr__(self) -> str:
         state = "broken" if self._error else "eof" if self._eof else "open"
@@ -369,8 +379,26 @@ class ChannelDecoder:
                 self._fail(
                     WireError(f"stream ended inside a frame: {avail} of its {length} bytes arrived")
                 )
+            if length > self._held:
+                self._hold(length)
             return None
         return int(length)
+
+    def _hold(self, length: int) -> None:
+        """Hold ``length`` bytes of the budget for the incomplete frame, or fail."""
+        budget = self._budget
+        if budget is None:
+            return
+        if not budget.hold(length):
+            self._buf = bytearray()
+            self._pos = 0
+            self._fail(
+                FrameTooLargeError(
+                    f"channel frame of {length} bytes refused: no room left in the budget "
+                    "for partial frames"
+                )
+            )
+        self._held = length
 
     def _consume(self, length: int) -> None:
         pos = self._pos + length
@@ -378,6 +406,10 @@ class ChannelDecoder:
             self._buf.clear()
             pos = 0
         self._pos = pos
+        if self._held:
+            self._held = 0
+            if self._budget is not None:
+                self._budget.hold(0)
 
     def frames(self) -> Iterator[ChannelFrame]:
         """Every complete frame buffered now, in order."""

@@ -23,7 +23,11 @@ Limits: a message over ``max_message`` bytes is refused from the header that
 says so, before its payload is buffered, and a message may come in at most
 ``MAX_FRAGMENTS`` frames. Fragments are gathered in one buffer, so even
 empty ones cost no memory; each one is handed back as ``FRAGMENT``, so the
-caller can count the work and let other tasks run.
+caller can count the work and let other tasks run. Given a ``budget``
+(``budget.BufferBudget``), the decoder holds from it the bytes of a frame it
+has begun to receive (with the message's earlier fragments) while it waits
+for the rest, and refuses the frame (1009) if the budget cannot hold them; a
+frame that arrives whole in one read costs the budget nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from .._errors import EncodeError, FrameTooLargeError, WireError
+from .budget import BufferBudget
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _KNOWN = frozenset({CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG})
@@ -203,9 +208,14 @@ class WsConnection:
     ``next_event`` returns None, or raises the same error again.
     """
 
-    def __init__(self, *, client: bool, max_message: int) -> None:
+    def __init__(
+        self, *, client: bool, max_message: int, budget: BufferBudget | None = None
+    ) -> None:
         self.client = client
         self._max = max_message
+        self._budget = budget
+        #: Bytes held from ``budget`` for the frame or message not complete yet.
+        self._held = 0
         #: The MASK bit the peer's frames must carry.
         self._mask_bit = 0 if client else 0x80
         self._state = ConnectionState.OPEN
@@ -270,14 +280,20 @@ class WsConnection:
                     if self._mask_bit:
                         end = at + 4 + length
                         if size < end:
+                            if end > self._held:
+                                self._hold(end)
                             return None
                         payload = _mask(buffer[at + 4 : end], buffer[at : at + 4])
                     else:
                         end = at + length
                         if size < end:
+                            if end > self._held:
+                                self._hold(end)
                             return None
                         payload = bytes(buffer[at:end])
                     del buffer[:end]
+                    if self._held:
+                        self._release()
                     return WsEvent(BINARY, payload)
         return self._next_event()
 
@@ -302,6 +318,28 @@ class WsConnection:
         self._opcode = 0
         self._parts = bytearray()
         self._text = None
+        if self._held:
+            self._release()
+
+    def _hold(self, size: int) -> None:
+        """Hold ``size`` bytes of the budget for what is not complete yet, or refuse it (1009)."""
+        budget = self._budget
+        if budget is None or size <= self._held:
+            return
+        if not budget.hold(size):
+            error = MessageTooBigError(
+                f"WebSocket message of {size} bytes refused: no room left in the budget "
+                "for partial messages"
+            )
+            self._failure = error
+            self._stop()
+            raise error
+        self._held = size
+
+    def _release(self) -> None:
+        self._held = 0
+        if self._budget is not None:
+            self._budget.hold(0)
 
     def _parse(self, buffer: bytearray) -> WsEvent | None:
         size = len(buffer)
@@ -337,12 +375,16 @@ class WsConnection:
                 if self._mask_bit
                 else "masked WebSocket frame from a server"
             )
-        if not control:
-            self._check_sequence(opcode, length)
         if self._mask_bit:
             at += 4
+            if size < at:  # as wsproto: the whole header, masking key included, comes first
+                return None
+        if not control:
+            self._check_sequence(opcode, length)
         end = at + length
         if size < end:
+            if not control:
+                self._hold(len(self._parts) + end)
             return None
         if self._mask_bit:
             payload = _mask(buffer[at:end], buffer[at - 4 : at])
@@ -379,6 +421,8 @@ class WsConnection:
             if fin:
                 if opcode == TEXT:
                     _check_utf8(payload)
+                if self._held:
+                    self._release()
                 return WsEvent(opcode, payload)
             self._opcode = opcode
             if opcode == TEXT:
@@ -393,9 +437,12 @@ class WsConnection:
                 ) from None
         self._parts += payload
         if not fin:
+            self._hold(len(self._parts))
             return FRAGMENT
         message = WsEvent(self._opcode, bytes(self._parts))
         self._opcode = self._fragments = 0
         self._parts = bytearray()
         self._text = None
+        if self._held:
+            self._release()
         return message
