@@ -16,9 +16,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import trio
 
-from amop_trio import open_amop
+from amop_trio import AmopError, open_amop
 
 from .cli import (
     AMOP,
@@ -307,3 +308,26 @@ async def test_status_and_clients_take_certs(tmp_path: Path) -> None:
             for failed in ("without", "missing"):
                 assert results[failed].returncode == 1
                 error_line(results[failed], "amop status: error: ")
+
+
+async def test_node_limits_are_set_from_the_command_line() -> None:
+    with trio.fail_after(40):
+        async with amop_node(
+            "--limit", "connection_topic_bytes=2KiB", "--limit", "subscriber_timeout=1.5"
+        ) as (_node, endpoint):
+            status = await run([*AMOP, "status", endpoint, "--json"])
+            assert status.returncode == 0, lines(status.stderr)
+            limits = json.loads(status.stdout)["budgets"]["limits"]
+            assert limits["connection_topic_bytes"] == 2048
+            async with open_amop(endpoint) as client:
+                with pytest.raises(AmopError, match="connection_topic_bytes"):
+                    async with client.subscribe("x" * 3000):
+                        pass
+    for bad, says in [
+        ("max_topics=1.5", "positive whole number"),
+        ("nonsense=3", "NAME=VALUE"),
+        ("node_topic_bytes=1KiB", "below connection_topic_bytes"),
+    ]:
+        result = await run([*AMOP, "node", "--limit", bad], timeout=20)
+        assert result.returncode != 0
+        assert says in error_line(result, "amop node: error: ")

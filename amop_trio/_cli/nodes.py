@@ -64,7 +64,9 @@ async def run_node(args: argparse.Namespace) -> int:
     node_id = args.node_id or (config.node_id if config else None)
     certs = args.certs or (config.certs if config else None)
     allow_plain = args.insecure_plain or (config.insecure_plain if config else False)
-    limits = NodeLimits(max_frame_size=args.max_frame_size, chain_id=args.chain_id)
+    limits = NodeLimits(
+        max_frame_size=args.max_frame_size, chain_id=args.chain_id, **dict(args.limit)
+    )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with contextlib.AsyncExitStack() as stack:
             try:

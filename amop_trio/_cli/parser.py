@@ -19,6 +19,7 @@ from .values import (
     frame_size,
     ip_address,
     key_name,
+    limit_setting,
     listen_address,
     node_count,
     node_name,
@@ -188,6 +189,15 @@ def _add_node(command: Any) -> None:
         default=32 * 1024 * 1024,
         metavar="BYTES",
         help="largest frame accepted",
+    )
+    node.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        type=limit_setting,
+        metavar="NAME=VALUE",
+        help="set one of the node's limits (README, Limits), e.g. node_total_bytes=64MiB, "
+        "max_topics=200, subscriber_timeout=5; repeat for several",
     )
     node.add_argument(
         "--busy-poll-us",

@@ -7,6 +7,7 @@ Each takes the text as typed and returns the value, or raises
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import math
 import os
@@ -140,3 +141,39 @@ def node_name(text: str) -> str:
     if not text.startswith("node") or not text[4:].isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: node names are node0, node1, …")
     return text
+
+
+_UNITS = {"": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def _limit_kinds() -> dict[str, type]:
+    """The NodeLimits fields ``--limit`` sets (those with their own option excluded)."""
+    from .._node.limits import NodeLimits  # the node's code is loaded only when a node runs
+
+    own_options = {"max_frame_size", "chain_id"}
+    return {
+        f.name: type(f.default)
+        for f in dataclasses.fields(NodeLimits)
+        if f.name not in own_options and isinstance(f.default, (int, float))
+    }
+
+
+def limit_setting(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for a node limit: 1000, 64MiB, 2.5 (seconds)."""
+    kinds = _limit_kinds()
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or name not in kinds:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE with NAME one of {', '.join(sorted(kinds))}"
+        )
+    value = value.strip()
+    if kinds[name] is float:
+        return name, positive_float(value)
+    digits = value.rstrip("KMGiB")
+    unit = value[len(digits) :]
+    if unit not in _UNITS or not digits.isdigit() or int(digits) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{name} must be a positive whole number, with KiB, MiB or GiB for bytes, not {value!r}"
+        )
+    return name, int(digits) * _UNITS[unit]
