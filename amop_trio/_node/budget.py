@@ -157,7 +157,17 @@ class ConnectionBudget:
     def take_pending(self, size: int) -> Refusal | None:
         """Count a unicast of ``size`` bytes now in flight; a refusal if it does not fit."""
         node = self.node
-        limit = node.limits.connection_pending_bytes
+        limits = node.limits
+        if (  # every unicast passes here: the common case without a call or a string
+            self.pending_bytes + size <= limits.connection_pending_bytes
+            and node.pending_bytes + size <= limits.node_pending_bytes
+            and node.topic_bytes + node.pending_bytes + node.partial_bytes + size
+            <= limits.node_total_bytes
+        ):
+            self.pending_bytes += size
+            node.pending_bytes += size
+            return None
+        limit = limits.connection_pending_bytes
         if self.pending_bytes + size > limit:
             text = _over(
                 "a unicast",

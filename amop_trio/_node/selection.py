@@ -20,7 +20,7 @@ def choose_unicast(
     and then only as a ``last_resort`` (no other node has subscribers to try).
     """
     remaining = [c for c in candidates if c not in tried]
-    if avoided is not None and remaining:
+    if avoided is not None and (len(remaining) > 1 or (remaining and not last_resort)):
         healthy = [c for c in remaining if not avoided(c)]
         remaining = healthy or (remaining if last_resort else [])
     if not remaining:
