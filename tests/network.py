@@ -4,43 +4,58 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
-from amop_trio import MessageKind, open_amop
+from amop_trio import open_amop
 from amop_trio._chain import wait_listening
 
 
+def _port_range() -> tuple[int, int]:
+    """Ports below the ephemeral range, a share of them per pytest-xdist worker.
+
+    No outgoing connection (a node dialling its peers, or anything else on the
+    machine) takes one of them as its local port between the check that a port
+    is free and the node listening on it, and parallel test workers never pick
+    the same port.
+    """
+    try:
+        top = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    bottom = 10000
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    share = (top - bottom) // workers
+    return bottom + worker * share, bottom + (worker + 1) * share
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    low, high = _port_range()
+    while True:
+        first = random.randrange(low, high - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def serve_replies(
-    client,
-    topic: str,
-    tag: bytes,
-    seen: Counter | None = None,
-    *,
-    task_status=trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Answer every unicast on ``topic`` with ``tag + data``; count what arrives."""
-    async with client.subscribe(topic) as sub:
-        task_status.started()
-        async for msg in sub:
-            if seen is not None:
-                seen[msg.data] += 1
-            if msg.kind is MessageKind.UNICAST:
-                await msg.reply(tag + msg.data)
+    """A loopback port nothing listens on now (see ``free_ports``)."""
+    return free_ports(1)
 
 
 @dataclass

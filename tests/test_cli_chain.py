@@ -23,7 +23,7 @@ from amop_trio import ConfigError, NoSubscriberError, open_amop, open_node
 from amop_trio._chain import load_config
 
 from .cli import AMOP, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
-from .network import serve_replies
+from .conftest import serve_replies
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/cmdline").exists(), reason="nodes are checked through /proc"

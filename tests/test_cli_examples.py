@@ -26,7 +26,7 @@ from .cli import (
     run,
     spawn,
 )
-from .network import serve_replies
+from .conftest import serve_replies
 
 UNICAST_TEXT = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_TEXT = "hello, FISCO BCOS, I am multi broadcast publisher!"

@@ -10,7 +10,8 @@ import trio
 
 from amop_trio import AmopError, MessageKind, NoSubscriberError, open_amop
 
-from .network import line, mesh, ring, running_network, serve_replies, wait_for_topic
+from .conftest import serve_replies
+from .network import line, mesh, ring, running_network, wait_for_topic
 
 
 async def test_line_of_four_carries_unicast_and_multicast_end_to_end() -> None:

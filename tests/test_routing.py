@@ -17,8 +17,8 @@ from amop_trio import MessageKind, RejectedError, Status, open_amop
 from amop_trio._node import remote
 from amop_trio._wire.peer import PeerType
 
-from .conftest import LOOPBACK, line, open_linked_nodes, start_node, wait_until
-from .network import free_port, serve_replies
+from .conftest import LOOPBACK, line, open_linked_nodes, serve_replies, start_node, wait_until
+from .network import free_port
 
 TIMEOUT = 20
 

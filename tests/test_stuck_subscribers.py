@@ -22,8 +22,8 @@ import trio
 from amop_trio import ConnectionLostError, NodeLimits, Subscription, open_amop, open_node
 from amop_trio._chain import wait_listening
 
-from .conftest import LOOPBACK, line, open_linked_nodes, wait_until
-from .network import free_port, serve_replies
+from .conftest import LOOPBACK, line, open_linked_nodes, serve_replies, wait_until
+from .network import free_port
 
 TIMEOUT = 20
 QUICK = NodeLimits(subscriber_timeout=0.3)
