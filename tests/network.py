@@ -152,9 +152,11 @@ def mesh(names: str) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-async def wait_for_topic(endpoint: str, topic: str, nodes: int = 1, within: float = 20) -> None:
+async def wait_for_topic(
+    endpoint: str, topic: str, nodes: int = 1, within: float = 20, certs: Path | None = None
+) -> None:
     """Wait until ``endpoint``'s node knows ``nodes`` other nodes with subscribers of ``topic``."""
-    async with open_amop(endpoint) as client:
+    async with open_amop(endpoint, certs=certs) as client:
         with trio.fail_after(within):
             while True:
                 status = await client.node_status()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import ssl
 import struct
 import subprocess
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+
+from .network import free_port
 
 # -- 2.x channel frames -------------------------------------------------------------
 
@@ -240,12 +241,6 @@ def amop(*args: str) -> str:
         check=True,
     )
     return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -27,6 +27,7 @@ from .cli import (
     spawn,
 )
 from .conftest import serve_replies
+from .network import wait_for_topic
 
 UNICAST_TEXT = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_TEXT = "hello, FISCO BCOS, I am multi broadcast publisher!"
@@ -207,7 +208,8 @@ async def test_readme_sequence_examples_against_a_tls_chain(tmp_path: Path) -> N
                 assert (certs / name).is_file()
             async with spawn([*SUBSCRIBER, f"127.0.0.1:{sdk + 1}", "hello"], cwd=tmp_path) as sub:
                 await sub.wait_line(r"^Subscriber success$", timeout=10)
-                await trio.sleep(0.5)  # the subscription reaches node0 through the link
+                # The subscription reaches node0 through the link.
+                await wait_for_topic(f"127.0.0.1:{sdk}", "hello", certs=certs)
                 pub = await run([*UNICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1"], 20, tmp_path)
                 assert pub.returncode == 0, (lines(pub.stdout), lines(pub.stderr))
                 assert any(line.endswith("reply: ok") for line in lines(pub.stdout))

@@ -20,6 +20,7 @@ from amop_trio._cli import main
 from amop_trio._cli.parser import build_parser
 
 from .cli import AMOP, STAMP, amop_node, free_port, lines, run, spawn
+from .conftest import wait_until
 
 EP = "127.0.0.1:1"
 
@@ -199,7 +200,13 @@ async def test_count_means_the_same_everywhere_zero_is_no_limit() -> None:
             async with spawn([*pub, "--count", "0"]) as endless:
                 assert await three.wait_exit(10) == 0
                 await forever.wait_line(rf"{STAMP} received multicast on t: tick", timeout=5)
-                await trio.sleep(0.3)
+                received = len([line for line in forever.out if "received" in line])
+                # Three more ticks arrive: the endless publisher goes on.
+                await wait_until(
+                    lambda: (
+                        len([line for line in forever.out if "received" in line]) >= received + 3
+                    )
+                )
                 assert endless.process.returncode is None  # still publishing
                 assert forever.process.returncode is None  # still receiving
             assert len([line for line in three.out if "received" in line]) == 3

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from amop_trio import AmopClient, Subscription, open_amop
 from amop_trio._wire import rfc6455 as wsc
 from amop_trio._wire.ws_upgrade import ClientUpgrade
 
+from .conftest import serve_replies
+from .network import free_port
+
 MIB = 1024 * 1024
 #: The issue asks for 100,000 multicasts.
 FLOOD = 100_000
@@ -46,12 +48,6 @@ MAX_SECOND_HALF_GROWTH = 8 * MIB
 #: A healthy unicast round trip during the flood must succeed within this.
 RTT_TIMEOUT = 5.0
 MAX_RTT = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss(pid: int) -> int:
@@ -196,11 +192,6 @@ async def slow_reader(sub: Subscription, seen: list[int]) -> None:
         await trio.sleep(0.5)
 
 
-async def replier(sub: Subscription) -> None:
-    async for message in sub:
-        await message.reply(b"re: " + message.data)
-
-
 @pytest.mark.slow
 async def test_multicast_flood_to_slow_readers_keeps_node_memory_flat(tmp_path: Path) -> None:
     """100,000 multicasts on "flood", which one client reads at two messages a second
@@ -216,12 +207,11 @@ async def test_multicast_flood_to_slow_readers_keeps_node_memory_flat(tmp_path: 
             trio.open_nursery() as ws_nursery,
             never_reading_subscriber(ws_nursery, node.endpoint, "flood"),
             slow.subscribe("flood") as flood_sub,
-            responder.subscribe("rpc") as rpc_sub,
             trio.open_nursery() as readers,
         ):
             seen = [0]
             readers.start_soon(slow_reader, flood_sub, seen)
-            readers.start_soon(replier, rpc_sub)
+            await readers.start(serve_replies, responder, "rpc", b"re: ")
             await wait_topics(requester, {"flood": 2, "rpc": 1})
             assert await requester.publish("rpc", b"hello", timeout=RTT_TIMEOUT) == b"re: hello"
             payload = b"m" * 64

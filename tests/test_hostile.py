@@ -33,12 +33,11 @@ import os
 import random
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
@@ -47,6 +46,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from amop_trio import AmopError, Node, NodeLimits, open_amop, open_node
 from amop_trio._wire.peer import PeerType
 
+from .conftest import serve_replies, wait_until
 from .spec_bytes import (
     AMOP_BROADCAST,
     AMOP_REQUEST,
@@ -543,12 +543,6 @@ class Harness:
         self.closes[what] = self.closes.get(what, 0) + 1
 
 
-async def serve_healthy(client: Any) -> None:
-    async with client.subscribe(HEALTHY_TOPIC) as sub:
-        async for message in sub:
-            await message.reply(b"pong " + message.data)
-
-
 async def drive_healthy(client: Any, health: Health) -> None:
     """Unicast request/reply, back to back, for as long as the test runs."""
     health.last_ok = trio.current_time()
@@ -627,10 +621,8 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
             open_amop(node.endpoint, timeout=5) as requester,
             trio.open_nursery() as healthy,
         ):
-            healthy.start_soon(serve_healthy, responder)
-            with trio.fail_after(STEP):
-                while node.table.topics() != {HEALTHY_TOPIC: 1}:
-                    await trio.sleep(0.01)
+            await healthy.start(serve_replies, responder, HEALTHY_TOPIC, b"pong ")
+            assert node.table.topics() == {HEALTHY_TOPIC: 1}
             assert await requester.publish(HEALTHY_TOPIC, b"warm-up") == b"pong warm-up"
             health = Health()
             healthy.start_soon(drive_healthy, requester, health)
@@ -658,9 +650,7 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
 
             # The healthy pair still works, and did all along.
             rtts_before = len(health.rtts)
-            with trio.fail_after(STEP):
-                while len(health.rtts) < rtts_before + 3:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: len(health.rtts) >= rtts_before + 3, within=STEP)
             healthy.cancel_scope.cancel()
             assert not health.failures, f"healthy traffic failed: {health.failures[:5]}"
             assert responder.reconnects == 0, "the node dropped the healthy subscriber"
@@ -682,13 +672,6 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
         )
     finally:
         amop_logger.removeHandler(errors)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """A socket leaked by one test must fail that test (ResourceWarning), not the next."""
-    yield
-    gc.collect()
 
 
 # -- one case: send, then check the node's duty -------------------------------------------
