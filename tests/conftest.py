@@ -206,6 +206,12 @@ def network_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- several nodes -----------------------------------------------------------------------------
 
 
+def p2p(node: Node) -> str:
+    """The endpoint ``node`` takes links from (it was opened with ``p2p_listen``)."""
+    assert node.p2p_endpoint is not None, "the node does not listen for links"
+    return node.p2p_endpoint
+
+
 def line(n: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(range(n)))
 
@@ -261,7 +267,7 @@ async def open_linked_nodes(
     async with AsyncExitStack() as stack:
         nodes: list[Node] = []
         for i in range(n):
-            peers = [nodes[a].p2p_endpoint or "" for a, b in links if b == i]
+            peers = [p2p(nodes[a]) for a, b in links if b == i]
             nodes.append(
                 await stack.enter_async_context(
                     open_node(

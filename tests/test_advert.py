@@ -11,11 +11,12 @@ import trio
 from amop_trio import open_amop, open_node
 from amop_trio._node.advert import MAX_PART_BYTES, Assembler, Offer, build_parts
 from amop_trio._node.limits import NodeLimits
+from amop_trio._node.links import PeerLink
 from amop_trio._security.layout import find_node_certificates, load_signer
 from amop_trio._wire.fisco3 import Frame, encode_frame, new_seq
 from amop_trio._wire.peer import SignedPart, StatePart
 
-from .conftest import serve_replies, wait_counts, wait_until
+from .conftest import p2p, serve_replies, wait_counts, wait_until
 from .proxy import open_proxy
 
 TIMEOUT = 60
@@ -73,7 +74,7 @@ async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(network_ce
             open_node(p2p_listen="127.0.0.1:0", certs=network_certs / "node0" / "conf") as a,
             open_node(
                 p2p_listen="127.0.0.1:0",
-                peers=[a.p2p_endpoint],
+                peers=[p2p(a)],
                 certs=network_certs / "node1" / "conf",
                 limits=limits,
             ) as b,
@@ -81,10 +82,11 @@ async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(network_ce
             sizes: list[int] = []
             receive = a.network.flood.on_link_state
 
-            def measured(link: object, frame: Frame) -> None:
+            def measured(link: PeerLink, frame: Frame) -> None:
                 sizes.append(len(encode_frame(frame)))
-                receive(link, frame)  # type: ignore[arg-type]
+                receive(link, frame)
 
+            # Every link state node0 receives is measured on its way in.
             a.network.flood.on_link_state = measured  # type: ignore[method-assign]
             async with (
                 open_amop(b.endpoint, certs=sdk, max_frame_size=8 << 20) as subscriber,

@@ -64,7 +64,7 @@ async def test_off_by_default_and_bad_windows_refused() -> None:
             BusyPoll(window=window)
     for wrong in (True, "50", None):
         with pytest.raises(TypeError, match="number of seconds"):
-            BusyPoll(window=wrong)  # type: ignore[arg-type]
+            BusyPoll(window=wrong)  # type: ignore[arg-type]  # wrong types are refused
 
 
 async def test_nodes_poll_after_frames_from_clients_and_from_linked_nodes() -> None:

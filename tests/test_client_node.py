@@ -46,6 +46,10 @@ LOOPBACK = "127.0.0.1:0"
 # -- helpers ------------------------------------------------------------------
 
 
+def answer_with(name: bytes, _msg: Message) -> bytes:
+    return name
+
+
 async def publish_until_answered(
     client: AmopClient, topic: str, data: bytes, *, deadline: float
 ) -> bytes:
@@ -73,7 +77,7 @@ async def test_unicast_spreads_over_three_subscribers(node: Node, publisher: Amo
                             serve_replies,
                             client,
                             "spread",
-                            answer=lambda _m, name=name: name,
+                            answer=partial(answer_with, name),
                             log=seen[name],
                         )
                     )

@@ -109,11 +109,7 @@ LIMITS = NodeLimits(
     max_pending=8,
     outbox_size=64,
     handshake_timeout=0.5,
-    **(
-        {"channel_idle_timeout": CHANNEL_IDLE_TIMEOUT}
-        if "channel_idle_timeout" in {f.name for f in dataclasses.fields(NodeLimits)}
-        else {}
-    ),
+    channel_idle_timeout=CHANNEL_IDLE_TIMEOUT,
 )
 #: The node's keep-alive: a peer that stops reading is dropped after about 3 s.
 PING_INTERVAL = 1.0
@@ -291,8 +287,8 @@ class Conn:
 
     async def answer(self, seq: bytes) -> RawFrame | None:
         """The node's answer under ``seq``; None if the node closes first."""
-        for i, frame in enumerate(self.backlog):
-            if frame.seq == seq and frame.ext & EXT_RESPONSE:
+        for i, held in enumerate(self.backlog):
+            if held.seq == seq and held.ext & EXT_RESPONSE:
                 return self.backlog.pop(i)
         with trio.fail_after(STEP):
             while True:
@@ -572,7 +568,9 @@ def open_fds() -> int:
 def connection_handlers() -> int:
     """Tasks serving one accepted connection each (trio.serve_listeners' handlers)."""
     count = 0
-    tasks = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    tasks = [root]
     while tasks:
         task = tasks.pop()
         if task.name.endswith("._run_handler"):
@@ -730,13 +728,11 @@ async def check_case(h: Harness, conn: Conn, data: bytes | str, expect: Expect, 
         assert answer.type == expect.answer_type, f"{context}: answered {answer}"
     if expect.later:
         assert seq is not None
-        if answers:  # the unicast was answered before the probe
-            answer = answers[0]
-        else:
-            answer = await conn.answer(seq)
-            assert answer is not None, f"{context}: connection closed before the unicast answer"
-            h.answered(answer.status)
-        assert answer.type == AMOP_RESPONSE, f"{context}: answered {answer}"
+        later = answers[0] if answers else await conn.answer(seq)  # answered before the probe?
+        assert later is not None, f"{context}: connection closed before the unicast answer"
+        if not answers:
+            h.answered(later.status)
+        assert later.type == AMOP_RESPONSE, f"{context}: answered {later}"
     if expect.status == 0 and expect.answer_type == HANDSHAKE:
         conn.handshaken = True
     if expect.extras is not None:
@@ -886,7 +882,8 @@ def bad_bodies() -> list[bytes]:
 
 
 def random_topic(rng: random.Random) -> str | bytes:
-    return rng.choice([*REQUEST_TOPICS, rng.randbytes(rng.randrange(0, 20))])
+    topics: list[str | bytes] = [*REQUEST_TOPICS, rng.randbytes(rng.randrange(0, 20))]
+    return rng.choice(topics)
 
 
 def random_payload(rng: random.Random, ptype: int, limits: NodeLimits) -> bytes:

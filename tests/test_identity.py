@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -47,7 +48,7 @@ from amop_trio._transport.fd_stream import ReplayStream
 from amop_trio._wire.fisco3 import Frame, decode_frame, encode_frame, new_seq
 from amop_trio._wire.peer import Hello, PeerType, SignedPart, StatePart
 
-from .conftest import serve_replies, wait_counts, wait_until
+from .conftest import p2p, serve_replies, wait_counts, wait_until
 
 TIMEOUT = 30
 MAX_FRAME = 1 << 20
@@ -64,14 +65,14 @@ def conf(chain: Path, i: int) -> Path:
 
 
 @asynccontextmanager
-async def linked_pair(chain: Path, **kwargs: object) -> AsyncIterator[tuple[Node, Node]]:
+async def linked_pair(chain: Path, **kwargs: Any) -> AsyncIterator[tuple[Node, Node]]:
     """node0 and node1 (which dials node0), linked."""
-    async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0), **kwargs) as a:  # type: ignore[arg-type]
+    async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0), **kwargs) as a:
         async with open_node(
             p2p_listen="127.0.0.1:0",
-            peers=[a.p2p_endpoint],
+            peers=[p2p(a)],
             certs=conf(chain, 1),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         ) as b:
             await wait_linked(a, b)
             yield a, b
@@ -270,7 +271,7 @@ async def test_a_node_restarted_with_its_clock_an_hour_behind_is_heard_at_once(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0)) as a:
-            peers = [a.p2p_endpoint]
+            peers = [p2p(a)]
             async with open_node(p2p_listen="127.0.0.1:0", peers=peers, certs=conf(chain, 1)) as b:
                 await wait_linked(a, b)
                 async with open_amop(b.endpoint, certs=chain / "sdk") as subscriber:

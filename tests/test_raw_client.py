@@ -62,8 +62,8 @@ class RawConn:
 
     async def receive_until(self, predicate: Callable[[RawFrame], bool]) -> RawFrame:
         """Frames may arrive interleaved: read until one matches, keeping the others."""
-        for i, frame in enumerate(self.backlog):
-            if predicate(frame):
+        for i, held in enumerate(self.backlog):
+            if predicate(held):
                 return self.backlog.pop(i)
         while True:
             message = await self.ws.get_message()
@@ -86,7 +86,7 @@ class RawConn:
         await self.send(pack_frame(HANDSHAKE, seq, json.dumps(hello).encode()))
         answer = await self.answer_to(seq)
         assert answer.status == 0, answer
-        info = json.loads(answer.payload)
+        info: dict[str, Any] = json.loads(answer.payload)
         version = info.get("protocolVersion")
         assert isinstance(version, int), info
         assert not isinstance(version, bool), info

@@ -24,7 +24,7 @@ from amop_trio._security.certs import (
 )
 from amop_trio._security.network_certs import create_network_certs
 
-from .conftest import wait_until
+from .conftest import p2p, wait_until
 
 
 def chain(root: Path, name: str, *, nodes: int = 1, sdk_days: int = 3650) -> Path:
@@ -34,6 +34,10 @@ def chain(root: Path, name: str, *, nodes: int = 1, sdk_days: int = 3650) -> Pat
         create_node_cert(root / name / "ca", root / name / f"node{i}", f"node{i}")
     create_sdk_cert(root / name / "ca", root / name / "sdk", days=sdk_days)
     return root / name
+
+
+def tls_refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "tls_refused" in r.getMessage()]
 
 
 async def test_sdk_certificates_of_the_chain_get_in_and_others_are_refused(
@@ -56,11 +60,8 @@ async def test_sdk_certificates_of_the_chain_get_in_and_others_are_refused(
                 async with open_amop(f"ws://{node.endpoint}", reconnect=False):
                     pass
 
-            def refusals() -> list[str]:
-                return [r.getMessage() for r in caplog.records if "tls_refused" in r.getMessage()]
-
-            await wait_until(lambda: len(refusals()) >= 2)
-    refusals = [r.getMessage() for r in caplog.records if "tls_refused" in r.getMessage()]
+            await wait_until(lambda: len(tls_refusals(caplog)) >= 2)
+    refusals = tls_refusals(caplog)
     assert len(refusals) >= 2, refusals
     assert all("remote=127.0.0.1:" in line for line in refusals)
 
@@ -73,13 +74,13 @@ async def test_node_links_need_the_same_chain_ca(tmp_path: Path) -> None:
             open_node(
                 "127.0.0.1:0",
                 p2p_listen="127.0.0.1:0",
-                peers=[node0.p2p_endpoint],
+                peers=[p2p(node0)],
                 certs=ours / "node1",
             ) as node1,
             open_node(
                 "127.0.0.1:0",
                 p2p_listen="127.0.0.1:0",
-                peers=[node0.p2p_endpoint],
+                peers=[p2p(node0)],
                 certs=theirs / "node0",
             ) as stranger,
         ):
