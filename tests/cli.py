@@ -119,7 +119,7 @@ class Running:
                 await self._changed.wait()
         if not self.has_line(pattern, err):
             pytest.fail(
-                f"no line matching {pattern!r} within {timeout} s from {self.process.args}; "
+                f"no line matching {pattern!r} within {timeout} s from {self.process.args!r}; "
                 f"returncode={self.process.returncode}\nstdout={self.out}\nstderr={self.err}"
             )
 

@@ -22,7 +22,7 @@ import trio
 from amop_trio import ConfigError, NoSubscriberError, open_amop, open_node
 from amop_trio._chain import load_config
 
-from .cli import AMOP, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
+from .cli import AMOP, Arg, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
 from .conftest import serve_replies
 
 pytestmark = pytest.mark.skipif(
@@ -75,7 +75,8 @@ async def test_chain_stays_up_past_trio_idle_threads_and_outlives_a_killed_node(
     """Nodes started from a Trio worker thread with PR_SET_PDEATHSIG died after ~10 s."""
     sdk, p2p = chain_ports(3)
     directory = tmp_path / "nodes"
-    args = [*AMOP, "chain", "-n", "3", "--dir", directory, "--sdk-port", sdk, "--p2p-port", p2p]
+    args: list[Arg] = [*AMOP, "chain", "-n", "3", "--dir", directory]
+    args += ["--sdk-port", sdk, "--p2p-port", p2p]
     endpoints = [f"127.0.0.1:{int(sdk) + i}" for i in range(3)]
     with trio.fail_after(100):
         async with spawn(args) as chain:
@@ -113,7 +114,7 @@ async def test_a_running_chain_follows_stop_and_takes_its_nodes_when_killed(
     takes its nodes down (they read EOF on their lifeline)."""
     sdk, p2p = chain_ports(2)
     directory = tmp_path / "nodes"
-    args = [*AMOP, "chain", "-n", "2", "--plain", "--dir", directory]
+    args: list[Arg] = [*AMOP, "chain", "-n", "2", "--plain", "--dir", directory]
     with trio.fail_after(60):
         async with spawn([*args, "--sdk-port", sdk, "--p2p-port", p2p]) as chain:
             await chain.wait_line(r"^2 nodes up", timeout=30)
@@ -219,13 +220,15 @@ def _identity_files(directory: Path) -> dict[Path, bytes]:
 async def test_existing_chain_is_reused_or_refused_never_reminted(tmp_path: Path) -> None:
     directory = tmp_path / "nodes"
     sdk, p2p = chain_ports(2)
-    create = [*AMOP, "chain", "create", "--dir", directory, "--sdk-port", sdk, "--p2p-port", p2p]
+    create: list[Arg] = [*AMOP, "chain", "create", "--dir", directory]
+    create += ["--sdk-port", sdk, "--p2p-port", p2p]
     first = await run([*create, "-n", "2"])
     assert first.returncode == 0, lines(first.stderr)
     before = _identity_files(directory)
     assert len([p for p in before if p.name == "node.crt"]) == 2
 
-    for again in ([*create, "-n", "2"], [*AMOP, "chain", "create", "--dir", directory]):
+    agains: list[list[Arg]] = [[*create, "-n", "2"], [*AMOP, "chain", "create", "--dir", directory]]
+    for again in agains:
         result = await run(again)
         assert result.returncode == 0, lines(result.stderr)
         assert lines(result.stdout) == [
@@ -264,7 +267,7 @@ async def test_a_port_in_use_is_reported_before_anything_is_up(tmp_path: Path) -
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", int(sdk) + 1))
         squatter.listen()
-        args = [*AMOP, "chain", "-n", "2", "--plain", "--dir", tmp_path / "nodes"]
+        args: list[Arg] = [*AMOP, "chain", "-n", "2", "--plain", "--dir", tmp_path / "nodes"]
         result = await run([*args, "--sdk-port", sdk, "--p2p-port", p2p], timeout=30)
         assert result.returncode == 1
         line = error_line(result, "amop chain: error: ")
@@ -280,7 +283,7 @@ async def test_a_port_in_use_is_reported_before_anything_is_up(tmp_path: Path) -
 async def test_a_node_that_fails_to_start_is_reported_from_its_log(tmp_path: Path) -> None:
     directory = tmp_path / "nodes"
     sdk, p2p = chain_ports(2)
-    args = [*AMOP, "chain", "--dir", directory]
+    args: list[Arg] = [*AMOP, "chain", "--dir", directory]
     create = await run([*args, "create", "-n", "2", "--sdk-port", sdk, "--p2p-port", p2p])
     assert create.returncode == 0
     (directory / "node1" / "conf" / "node.key").unlink()

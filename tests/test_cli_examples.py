@@ -19,6 +19,7 @@ from .cli import (
     STAMP,
     SUBSCRIBER,
     UNICAST_PUB,
+    Arg,
     amop_node,
     free_port,
     free_ports,
@@ -215,7 +216,14 @@ async def test_readme_sequence_examples_against_a_tls_chain(tmp_path: Path) -> N
                 assert any(line.endswith("reply: ok") for line in lines(pub.stdout))
                 await sub.wait_line(received_line(f"{UNICAST_TEXT} 0"), timeout=5)
 
-                with_option = [*MULTICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1", "--certs", certs]
+                with_option: list[Arg] = [
+                    *MULTICAST_PUB,
+                    f"127.0.0.1:{sdk}",
+                    "hello",
+                    "1",
+                    "--certs",
+                    certs,
+                ]
                 multicast = await run(with_option, 20, elsewhere)
                 assert multicast.returncode == 0, lines(multicast.stderr)
                 await sub.wait_line(received_line(f"{MULTICAST_TEXT} 0"), timeout=5)

@@ -89,8 +89,8 @@ async def test_python_sdk_init_and_heartbeats(chain: Path, node: NodeProcess) ->
         # getClientVersion and getGroupList (``bcosclient.py:207-225`` and 287-290) send
         # [] and [groupid]; a procedure declared without parameters takes any.
         for i, (method, params) in enumerate([("getClientVersion", []), ("getGroupList", [1])]):
-            body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": i + 2})
-            answer = await conn.request(RPC, uuid1_seq(), body.encode())
+            call = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": i + 2})
+            answer = await conn.request(RPC, uuid1_seq(), call.encode())
             assert answer.result == 0, answer
             assert "error" not in json.loads(answer.data), answer
         assert answer.data == b'{"id":3,"jsonrpc":"2.0","result":[1]}\n'
