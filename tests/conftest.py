@@ -55,8 +55,22 @@ def _isolated_from_local_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """Collect cycles after each test, so the ResourceWarning of a socket the
-    library leaked fails the test that leaked it, not whichever test runs next."""
+    library leaked fails the test that leaked it, not whichever test runs next.
+
+    What survives is frozen (``gc.freeze``): the next collection looks at the next
+    test's objects only, not again at every module, strategy and fixture alive, which
+    cost each test about 0.1 s.
+    """
     yield
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _collect_frozen_garbage() -> Iterator[None]:
+    """Objects that outlived their test and died later still get collected, at the end."""
+    yield
+    gc.unfreeze()
     gc.collect()
 
 
