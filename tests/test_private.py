@@ -8,6 +8,7 @@ from functools import partial
 import trio
 
 from amop_trio import AmopClient, AmopError, Message, MessageKind, Node, open_amop
+from amop_trio._node.private import RECHALLENGE_AFTER
 from amop_trio._security.keys import generate_private_key
 
 from .conftest import line, open_linked_nodes, serve_replies, wait_until
@@ -99,10 +100,14 @@ async def test_a_verified_subscriber_that_reconnects_is_verified_again() -> None
             )
             await verified_on(node1, WIRE, 1)
             first = node1.network.private.allowed(WIRE)
+            # The publisher's node has the verdict and no challenge pending any more: the
+            # reconnected subscriber's challenge is a new one, pushed at once (not a repeat
+            # of the old one, which waits RECHALLENGE_AFTER).
+            await wait_until(lambda: not node0.network.private.challenged())
             for session in list(node1.sessions.values()):
                 session.close("test: drop the subscriber's connection")
             await wait_until(lambda: sub_client.reconnects >= 1, within=10)
-            await verified_on(node1, WIRE, 1)
+            await verified_on(node1, WIRE, 1, within=RECHALLENGE_AFTER / 2)
             assert node1.network.private.allowed(WIRE) != first  # a new session, verified anew
             with trio.fail_after(10):
                 while True:
