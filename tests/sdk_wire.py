@@ -228,19 +228,7 @@ def tls12_secp256k1(sdk: Path, *, verify: bool) -> ssl.SSLContext:
     return context
 
 
-# -- amop certs and amop node, as users run them ------------------------------------
-
-
-def amop(*args: str) -> str:
-    """Run the ``amop`` CLI; its standard output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "amop_trio", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
+# -- amop node, as users run it -------------------------------------------------------
 
 
 @dataclass

@@ -37,7 +37,6 @@ from .sdk_wire import (
     Frame,
     NodeProcess,
     PythonSdkReader,
-    amop,
     amop_node,
     channel_frame,
     channel_session,
@@ -47,10 +46,10 @@ from .sdk_wire import (
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pysdk")
-    amop("certs", "--dir", str(root), "-n", "1")
-    return root
+def chain(network_certs: Path) -> Path:
+    """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
+    certificates, the SDKs'."""
+    return network_certs
 
 
 @pytest.fixture(scope="module")
