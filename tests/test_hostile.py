@@ -598,8 +598,17 @@ def hostile_deliveries(h: Harness) -> int:
 
 
 @asynccontextmanager
-async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
-    """A node with small limits, a healthy pair talking through it, and a leak check."""
+async def under_fire(
+    name: str,
+    *,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
+    **overrides: Any,
+) -> AsyncIterator[Harness]:
+    """A node with small limits, a healthy pair talking through it, and a leak check.
+
+    ``overrides`` replace fields of ``LIMITS``.
+    """
     limits = dataclasses.replace(LIMITS, **overrides)
     errors = ErrorLog()
     amop_logger = logging.getLogger("amop_trio")
@@ -611,8 +620,8 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
                 "127.0.0.1:0",
                 limits=limits,
                 request_timeout=REQUEST_TIMEOUT,
-                ping_interval=PING_INTERVAL,
-                ping_timeout=PING_TIMEOUT,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
                 seed=seed,
             ) as node,
             open_amop(node.endpoint, timeout=5) as responder,
@@ -1256,15 +1265,15 @@ async def test_non_http_bytes_instead_of_the_upgrade() -> None:
     start with ``GET ``, so non-HTTP bytes may be read as channel frames: the node
     must drop each such connection within the handshake timeout, or, when the bytes
     were taken for a channel client, once nothing more came for the channel idle
-    timeout (set to 2 s here).
+    timeout (set to 1 s here).
     """
     with trio.fail_after(40):
-        async with under_fire("non-http") as h:
+        async with under_fire("non-http", channel_idle_timeout=1.0) as h:
             rng = h.rng
             cases = list(NON_HTTP.items())
             cases += [(f"random {i}", rng.randbytes(rng.randrange(1, 5000))) for i in range(24)]
             # A channel client that sent one whole frame gets up to 1.5 idle timeouts.
-            bound = max(h.limits.handshake_timeout, 1.5 * CHANNEL_IDLE_TIMEOUT)
+            bound = max(h.limits.handshake_timeout, 1.5 * h.limits.channel_idle_timeout)
             bound += CLOSE_TIMEOUT + SLACK
             limiter = trio.CapacityLimiter(16)
 
@@ -1493,9 +1502,12 @@ async def test_peers_that_flood_pings_and_never_read_are_dropped() -> None:
     """Clients that send WebSocket pings as fast as they can, and never read the
     pongs or answer the node's own ping, are dropped by the node's keep-alive
     while still flooding; the healthy pair does not notice."""
+    ping_interval, ping_timeout = 0.5, 1.0
     with trio.fail_after(30):
-        async with under_fire("ping-flood") as h:
-            bound = PING_INTERVAL + PING_TIMEOUT + CLOSE_TIMEOUT + SLACK
+        async with under_fire(
+            "ping-flood", ping_interval=ping_interval, ping_timeout=ping_timeout
+        ) as h:
+            bound = ping_interval + ping_timeout + CLOSE_TIMEOUT + SLACK
 
             async def flood(burst: int | None) -> None:
                 async with h.tcp() as raw:
