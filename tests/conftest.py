@@ -25,6 +25,7 @@ Helpers (imported from here):
 
 from __future__ import annotations
 
+import compileall
 import gc
 import itertools
 from collections import Counter
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
+import amop_trio
 from amop_trio import AmopClient, Message, MessageKind, Node, Subscription, open_amop, open_node
 
 if TYPE_CHECKING:
@@ -50,6 +52,14 @@ def _isolated_from_local_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
     """Clients of plain test nodes must not pick up a developer's ./nodes/sdk or env."""
     monkeypatch.delenv("AMOP_SDK_CERTS", raising=False)
     monkeypatch.setattr("amop_trio._client.config._DISCOVERY_DIRS", ())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_package() -> None:
+    """The node, CLI and example processes that tests start import amop_trio from
+    bytecode: where PYTHONDONTWRITEBYTECODE is set nothing else writes it, and each
+    process compiled the package anew (0.45 s to start instead of 0.25)."""
+    compileall.compile_dir(Path(amop_trio.__file__).parent, quiet=2)
 
 
 @pytest.fixture(autouse=True)
