@@ -39,11 +39,19 @@ def _port_range() -> tuple[int, int]:
     return bottom + worker * share, bottom + (worker + 1) * share
 
 
+#: The ports FISCO BCOS and ``amop chain`` use by default (SDK from 20200, P2P from
+#: 30300), and ``amop demo``'s: a test run beside them never takes one.
+_DEFAULT_PORTS = (range(20200, 20300), range(30300, 30400))
+
+
 def free_ports(count: int) -> int:
     """The first of ``count`` consecutive loopback ports that are free now."""
     low, high = _port_range()
     while True:
         first = random.randrange(low, high - count)
+        last = first + count - 1
+        if any(first in r or last in r for r in _DEFAULT_PORTS):
+            continue
         try:
             for port in range(first, first + count):
                 with socket.socket() as sock:
