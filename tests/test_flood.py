@@ -7,7 +7,7 @@ bounded outbox without waiting; a subscriber whose outbox is full misses that
 message, "so a slow reader costs itself messages, never the node's memory or
 other clients' latency".
 
-Run with ``pytest -s`` to see the figures.
+Run with ``pytest -n 0 -s`` to see the figures.
 """
 
 from __future__ import annotations
