@@ -36,8 +36,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the library."""
-    session.install("-e", ".", "mypy")
+    """mypy --strict on the library and its tests."""
+    session.install("-e", ".[test]", "mypy")
     session.run("mypy")
 
 

@@ -78,6 +78,7 @@ __all__ = [
     "Status",
     "Subscription",
     "SubscriptionStatistics",
+    "WireError",
     "open_amop",
     "open_node",
 ]

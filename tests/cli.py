@@ -8,9 +8,7 @@ every wait is bounded.
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +18,9 @@ from typing import Any
 
 import pytest
 import trio
+
+from .network import free_port as free_port
+from .network import free_ports as free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -32,36 +33,6 @@ MULTICAST_PUB = (sys.executable, str(EXAMPLES / "multicast_pub" / "publisher.py"
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
 
 Arg = str | bytes | os.PathLike[str]
-
-
-def free_port() -> int:
-    return free_ports(1)
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that are free now.
-
-    They lie below the ephemeral range, so no outgoing connection (a node
-    dialling its peers, or anything else on the machine) can take one as its
-    local port between this check and the node listening on it.
-    """
-    top = _ephemeral_start() - count
-    while True:
-        first = random.randrange(10000, top)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
 
 
 def lines(data: bytes) -> list[str]:
@@ -148,7 +119,7 @@ class Running:
                 await self._changed.wait()
         if not self.has_line(pattern, err):
             pytest.fail(
-                f"no line matching {pattern!r} within {timeout} s from {self.process.args}; "
+                f"no line matching {pattern!r} within {timeout} s from {self.process.args!r}; "
                 f"returncode={self.process.returncode}\nstdout={self.out}\nstderr={self.err}"
             )
 

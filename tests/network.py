@@ -4,43 +4,66 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
-from amop_trio import MessageKind, open_amop
+from amop_trio import open_amop
 from amop_trio._chain import wait_listening
 
 
+def _port_range() -> tuple[int, int]:
+    """Ports below the ephemeral range, a share of them per pytest-xdist worker.
+
+    No outgoing connection (a node dialling its peers, or anything else on the
+    machine) takes one of them as its local port between the check that a port
+    is free and the node listening on it, and parallel test workers never pick
+    the same port.
+    """
+    try:
+        top = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    bottom = 10000
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    share = (top - bottom) // workers
+    return bottom + worker * share, bottom + (worker + 1) * share
+
+
+#: The ports FISCO BCOS and ``amop chain`` use by default (SDK from 20200, P2P from
+#: 30300), and ``amop demo``'s: a test run beside them never takes one.
+_DEFAULT_PORTS = (range(20200, 20300), range(30300, 30400))
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    low, high = _port_range()
+    while True:
+        first = random.randrange(low, high - count)
+        last = first + count - 1
+        if any(first in r or last in r for r in _DEFAULT_PORTS):
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def serve_replies(
-    client,
-    topic: str,
-    tag: bytes,
-    seen: Counter | None = None,
-    *,
-    task_status=trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Answer every unicast on ``topic`` with ``tag + data``; count what arrives."""
-    async with client.subscribe(topic) as sub:
-        task_status.started()
-        async for msg in sub:
-            if seen is not None:
-                seen[msg.data] += 1
-            if msg.kind is MessageKind.UNICAST:
-                await msg.reply(tag + msg.data)
+    """A loopback port nothing listens on now (see ``free_ports``)."""
+    return free_ports(1)
 
 
 @dataclass
@@ -137,9 +160,11 @@ def mesh(names: str) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-async def wait_for_topic(endpoint: str, topic: str, nodes: int = 1, within: float = 20) -> None:
+async def wait_for_topic(
+    endpoint: str, topic: str, nodes: int = 1, within: float = 20, certs: Path | None = None
+) -> None:
     """Wait until ``endpoint``'s node knows ``nodes`` other nodes with subscribers of ``topic``."""
-    async with open_amop(endpoint) as client:
+    async with open_amop(endpoint, certs=certs) as client:
         with trio.fail_after(within):
             while True:
                 status = await client.node_status()

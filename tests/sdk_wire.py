@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import ssl
 import struct
 import subprocess
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+
+from .network import free_port
 
 # -- 2.x channel frames -------------------------------------------------------------
 
@@ -227,25 +228,7 @@ def tls12_secp256k1(sdk: Path, *, verify: bool) -> ssl.SSLContext:
     return context
 
 
-# -- amop certs and amop node, as users run them ------------------------------------
-
-
-def amop(*args: str) -> str:
-    """Run the ``amop`` CLI; its standard output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "amop_trio", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# -- amop node, as users run it -------------------------------------------------------
 
 
 @dataclass

@@ -11,12 +11,12 @@ import trio
 from amop_trio import open_amop, open_node
 from amop_trio._node.advert import MAX_PART_BYTES, Assembler, Offer, build_parts
 from amop_trio._node.limits import NodeLimits
+from amop_trio._node.links import PeerLink
 from amop_trio._security.layout import find_node_certificates, load_signer
-from amop_trio._security.network_certs import create_network_certs
 from amop_trio._wire.fisco3 import Frame, encode_frame, new_seq
 from amop_trio._wire.peer import SignedPart, StatePart
 
-from .network import serve_replies
+from .conftest import p2p, serve_replies, wait_counts, wait_until
 from .proxy import open_proxy
 
 TIMEOUT = 60
@@ -31,9 +31,8 @@ def many_topics(seed: int = 7) -> dict[str, int]:
     return counts
 
 
-def test_huge_topic_sets_make_small_signed_parts_and_exact_counts(tmp_path: Path) -> None:
-    create_network_certs(tmp_path, 1)
-    signer = load_signer(find_node_certificates(tmp_path / "node0" / "conf").identity)
+def test_huge_topic_sets_make_small_signed_parts_and_exact_counts(network_certs: Path) -> None:
+    signer = load_signer(find_node_certificates(network_certs / "node0" / "conf").identity)
     counts = many_topics()
     built = build_parts(
         signer.node_id, (5, 1), neighbours=("n1", "n2"), counts=counts, signer=signer
@@ -65,29 +64,29 @@ def test_huge_topic_sets_make_small_signed_parts_and_exact_counts(tmp_path: Path
     assert assembler.offer(part0, built.parts[0], (5, 1))[0] is Offer.STALE
 
 
-async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(tmp_path: Path) -> None:
-    create_network_certs(tmp_path, 2)
-    sdk = tmp_path / "sdk"
+async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(network_certs: Path) -> None:
+    sdk = network_certs / "sdk"
     long_topics = [f"big/{i}/" + "y" * 50_000 for i in range(60)]  # 3 MB of names
     short_topics = [f"small/{i}" for i in range(900)]
     limits = NodeLimits(max_topics=2000, connection_topic_bytes=4 << 20)
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node(p2p_listen="127.0.0.1:0", certs=tmp_path / "node0" / "conf") as a,
+            open_node(p2p_listen="127.0.0.1:0", certs=network_certs / "node0" / "conf") as a,
             open_node(
                 p2p_listen="127.0.0.1:0",
-                peers=[a.p2p_endpoint],
-                certs=tmp_path / "node1" / "conf",
+                peers=[p2p(a)],
+                certs=network_certs / "node1" / "conf",
                 limits=limits,
             ) as b,
         ):
             sizes: list[int] = []
             receive = a.network.flood.on_link_state
 
-            def measured(link: object, frame: Frame) -> None:
+            def measured(link: PeerLink, frame: Frame) -> None:
                 sizes.append(len(encode_frame(frame)))
-                receive(link, frame)  # type: ignore[arg-type]
+                receive(link, frame)
 
+            # Every link state node0 receives is measured on its way in.
             a.network.flood.on_link_state = measured  # type: ignore[method-assign]
             async with (
                 open_amop(b.endpoint, certs=sdk, max_frame_size=8 << 20) as subscriber,
@@ -99,11 +98,13 @@ async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(tmp_path: 
                     subscription.open_nowait()  # one topic set for them all
                 await subscriber.sync_topics()
                 directory = a.network.directory
-                with trio.fail_after(20):
-                    while len(directory.subscriber_counts(long_topics[0])) != 1 or any(
-                        not directory.subscriber_counts(t) for t in short_topics + long_topics
-                    ):
-                        await trio.sleep(0.05)
+                await wait_until(
+                    lambda: (
+                        len(directory.subscriber_counts(long_topics[0])) == 1
+                        and all(directory.subscriber_counts(t) for t in short_topics + long_topics)
+                    ),
+                    within=20,
+                )
                 async with open_amop(a.endpoint, certs=sdk, max_frame_size=8 << 20) as publisher:
                     assert await publisher.publish(long_topics[-1], b"1", timeout=5) == b"long:1"
                 nursery.cancel_scope.cancel()
@@ -112,27 +113,24 @@ async def test_a_few_megabytes_of_topics_cross_a_link_in_small_frames(tmp_path: 
             assert b.network.flood.largest_part <= MAX_PART_BYTES
 
 
-async def test_an_advertisement_refused_by_a_full_outbox_is_repaired(tmp_path: Path) -> None:
+async def test_an_advertisement_refused_by_a_full_outbox_is_repaired(network_certs: Path) -> None:
     """node1 dials node0 through a proxy; freeze it, fill node1's outbox, subscribe, thaw."""
-    create_network_certs(tmp_path, 2)
-    sdk = tmp_path / "sdk"
+    sdk = network_certs / "sdk"
     # Frames of a type the peer ignores: large ones, then tiny ones to the last byte.
     fillers = [encode_frame(Frame(0x10FE, new_seq(), b"\0" * n)) for n in (65536, 0)]
     with trio.fail_after(TIMEOUT):
-        async with open_node(p2p_listen="127.0.0.1:0", certs=tmp_path / "node0" / "conf") as a:
+        async with open_node(p2p_listen="127.0.0.1:0", certs=network_certs / "node0" / "conf") as a:
             assert a.p2p_port is not None
             async with (
                 open_proxy(a.p2p_port) as proxy,
                 open_node(
                     p2p_listen="127.0.0.1:0",
                     peers=[proxy.endpoint],
-                    certs=tmp_path / "node1" / "conf",
+                    certs=network_certs / "node1" / "conf",
                 ) as b,
                 open_amop(b.endpoint, certs=sdk) as subscriber,
             ):
-                with trio.fail_after(10):
-                    while a.node_id not in b.network.links.live_peers():
-                        await trio.sleep(0.01)
+                await wait_until(lambda: a.node_id in b.network.links.live_peers(), within=10)
                 link = b.network.links.by_peer[a.node_id]
                 unsent = b.network.flood.unsent
                 full, stop = trio.Event(), trio.Event()
@@ -151,25 +149,15 @@ async def test_an_advertisement_refused_by_a_full_outbox_is_repaired(tmp_path: P
                         nursery.start_soon(keep_full)
                         await full.wait()
                         await subscriptions.enter_async_context(subscriber.subscribe("late"))
-                        with trio.fail_after(2):  # the advertisement met a full outbox
-                            while b.network.flood.unsent == unsent:
-                                await trio.sleep(0.005)
-                        await trio.sleep(0.1)
+                        # The advertisement met a full outbox.
+                        await wait_until(lambda: b.network.flood.unsent != unsent, within=2)
+                        await trio.sleep(0.1)  # and the congestion lasts a while longer
                         stop.set()
                     proxy.thaw()
                     healed = await wait_counts(a, "late", {b.node_id: 1})
                     assert not link.closed  # healed by the sync, not by a new link
         print(f"directory converged {healed:.2f} s after the congestion cleared")
         assert healed < 2.0
-
-
-async def wait_counts(node: object, topic: str, expected: dict[str, int]) -> float:
-    start = trio.current_time()
-    directory = node.network.directory  # type: ignore[attr-defined]
-    with trio.fail_after(5):
-        while directory.subscriber_counts(topic) != expected:
-            await trio.sleep(0.005)
-    return trio.current_time() - start
 
 
 def test_the_assembler_takes_each_version_whole_and_only_newer() -> None:

@@ -23,9 +23,9 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
-from amop_trio import AmopClient, MessageKind, Node, NodeLimits, RejectedError, open_amop, open_node
+from amop_trio import AmopClient, Node, NodeLimits, RejectedError, open_amop, open_node
 
-from .conftest import open_linked_nodes, wait_until
+from .conftest import open_linked_nodes, serve_replies, wait_until
 from .spec_bytes import AMOP_BROADCAST, HANDSHAKE, new_seq, pack_body, pack_frame, parse_frame
 
 KIB = 1024
@@ -54,14 +54,6 @@ class Health:
     failures: list[str] = field(default_factory=list)
 
 
-async def _echo(client: AmopClient, task_status: trio.TaskStatus[None]) -> None:
-    async with client.subscribe(HEALTHY) as subscription:
-        task_status.started()
-        async for message in subscription:
-            if message.kind is MessageKind.UNICAST:
-                await message.reply(message.data)
-
-
 async def _round_trips(client: AmopClient, health: Health) -> None:
     while True:
         start = trio.current_time()
@@ -82,7 +74,7 @@ async def healthy_pair(node: Node) -> AsyncIterator[Health]:
         open_amop(node.endpoint) as publisher,
         trio.open_nursery() as nursery,
     ):
-        await nursery.start(_echo, subscriber)
+        await nursery.start(serve_replies, subscriber, HEALTHY)
         nursery.start_soon(_round_trips, publisher, health)
         await wait_until(lambda: len(health.rtts) + len(health.failures) > 0)
         yield health

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import struct
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ BUDGET_NAMES = [
 
 
 def small_budget(**overrides: int) -> NodeBudget:
-    limits = {
+    limits: dict[str, Any] = {
         "connection_topic_bytes": 100,
         "node_topic_bytes": 150,
         "connection_pending_bytes": 1000,
@@ -49,10 +50,11 @@ def small_budget(**overrides: int) -> NodeBudget:
 @pytest.mark.parametrize("name", BUDGET_NAMES)
 @pytest.mark.parametrize("value", [0, -1])
 def test_a_budget_of_zero_or_less_is_refused_by_name(name: str, value: int) -> None:
+    options: dict[str, Any] = {name: value}
     with pytest.raises(
         ValueError, match=rf"^{name} must be a positive number of bytes, got {value}"
     ):
-        NodeLimits(**{name: value})
+        NodeLimits(**options)
 
 
 @pytest.mark.parametrize("name", BUDGET_NAMES)

@@ -8,10 +8,10 @@ import pytest
 import trio
 import trio.testing
 
-from amop_trio import open_amop, open_node
+from amop_trio import open_amop
 from amop_trio._node.busy_poll import BusyPoll
 
-from .network import serve_replies
+from .conftest import line, open_linked_nodes, serve_replies, wait_until
 
 
 async def passes(count: int = 5) -> None:
@@ -64,31 +64,25 @@ async def test_off_by_default_and_bad_windows_refused() -> None:
             BusyPoll(window=window)
     for wrong in (True, "50", None):
         with pytest.raises(TypeError, match="number of seconds"):
-            BusyPoll(window=wrong)  # type: ignore[arg-type]
+            BusyPoll(window=wrong)  # type: ignore[arg-type]  # wrong types are refused
 
 
 async def test_nodes_poll_after_frames_from_clients_and_from_linked_nodes() -> None:
     window = 0.05
-    async with (
-        open_node("127.0.0.1:0", p2p_listen="127.0.0.1:0", busy_poll=window) as node0,
-        open_node(
-            "127.0.0.1:0", p2p_listen="127.0.0.1:0", peers=[node0.p2p_endpoint], busy_poll=window
-        ) as node1,
-    ):
+    async with open_linked_nodes(2, line(2), busy_poll=window) as (node0, node1):
         poll0, poll1 = node0.network.busy_poll, node1.network.busy_poll
         with trio.fail_after(10):
-            while not poll1.frames:  # node1 has no clients: these came over its link
-                await trio.sleep(0.01)
+            await wait_until(lambda: poll1.frames)  # node1 has no clients: these came over its link
             async with (
                 open_amop(node0.endpoint) as subscriber,
                 open_amop(node0.endpoint) as publisher,
                 trio.open_nursery() as nursery,
             ):
-                await nursery.start(serve_replies, subscriber, "polled", b"")
+                await nursery.start(serve_replies, subscriber, "polled")
                 before = poll0.frames
                 assert await publisher.publish("polled", b"x") == b"x"
                 assert poll0.frames >= before + 2  # the request and the subscriber's reply
                 assert not poll0.asleep
                 nursery.cancel_scope.cancel()
-            while not (poll0.asleep and poll1.asleep):  # no more frames: both sleep again
-                await trio.sleep(0.01)
+            # No more frames: both sleep again.
+            await wait_until(lambda: poll0.asleep and poll1.asleep)

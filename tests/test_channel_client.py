@@ -11,66 +11,46 @@ import pytest
 import trio
 
 from amop_trio import (
+    AmopClient,
     ConnectError,
     ConnectionLostError,
-    MessageKind,
+    Node,
     RejectedError,
     open_amop,
     open_node,
 )
-from amop_trio._security.certs import (
-    CertificateError,
-    create_chain_ca,
-    create_node_cert,
-    create_sdk_cert,
-)
+from amop_trio._security.certs import CertificateError
 
+from .conftest import serve_replies, wait_until
 from .proxy import open_proxy
 
 TIMEOUT = 15
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("chain")
-    create_chain_ca(root / "ca")
-    create_node_cert(root / "ca", root / "node")
-    create_sdk_cert(root / "ca", root / "sdk")
-    return root
-
-
-async def echo(client, topic: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with client.subscribe(topic) as sub:
-        task_status.started()
-        async for msg in sub:
-            if msg.kind is MessageKind.UNICAST:
-                await msg.reply(b"echo:" + msg.data)
-
-
-async def test_channel_over_tls_beside_wss_on_one_port(chain: Path) -> None:
+async def test_channel_over_tls_beside_wss_on_one_port(chain_certs: Path) -> None:
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0", certs=chain / "node") as node,
-            open_amop(f"channel://{node.endpoint}", certs=chain / "sdk") as old,
-            open_amop(node.endpoint, certs=chain / "sdk") as new,
+            open_node("127.0.0.1:0", certs=chain_certs / "node0") as node,
+            open_amop(f"channel://{node.endpoint}", certs=chain_certs / "sdk") as old,
+            open_amop(node.endpoint, certs=chain_certs / "sdk") as new,
             trio.open_nursery() as nursery,
         ):
             assert old.endpoint.startswith("channel://")
             assert new.endpoint.startswith("wss://")
-            await nursery.start(echo, old, "tls")
+            await nursery.start(serve_replies, old, "tls", b"echo:")
             assert await new.publish("tls", b"x") == b"echo:x"
             nursery.cancel_scope.cancel()
 
 
 async def test_found_sdk_certificates_are_used_and_never_given_up_for_plain_text(
-    chain: Path, monkeypatch: pytest.MonkeyPatch
+    chain_certs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once TLS is in play it is mandatory: a node (or whoever sits on the path)
     that does not complete the handshake gets a ConnectError, never a plain client."""
-    monkeypatch.setenv("AMOP_SDK_CERTS", str(chain / "sdk"))
+    monkeypatch.setenv("AMOP_SDK_CERTS", str(chain_certs / "sdk"))
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0", certs=chain / "node") as tls_node,
+            open_node("127.0.0.1:0", certs=chain_certs / "node0") as tls_node,
             open_node("127.0.0.1:0") as plain_node,
             open_amop(f"channel://{tls_node.endpoint}") as over_tls,
         ):
@@ -97,27 +77,26 @@ async def test_a_wrong_amop_sdk_certs_is_an_error_not_a_plain_connection(
             pass
 
 
-async def test_a_plain_client_at_a_tls_port_gets_a_hint(chain: Path) -> None:
+async def test_a_plain_client_at_a_tls_port_gets_a_hint(chain_certs: Path) -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_node("127.0.0.1:0", certs=chain / "node") as node:
+        async with open_node("127.0.0.1:0", certs=chain_certs / "node0") as node:
             with pytest.raises(ConnectError, match="TLS"):
                 async with open_amop(f"channel://{node.endpoint}", connect_timeout=3):
                     pass
 
 
-async def test_heartbeats_find_a_dead_connection() -> None:
+async def test_heartbeats_find_a_dead_connection(node: Node, subscriber: AmopClient) -> None:
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_proxy(node.port) as proxy,
-            open_amop(node.endpoint) as subscriber,
             subscriber.subscribe("slow"),
             open_amop(
                 f"channel://{proxy.endpoint}", ping_interval=0.3, ping_timeout=0.3, timeout=30
             ) as client,
         ):
-            await trio.sleep(0.7)  # heartbeats answered: the link stays up
+            await trio.sleep(0.7)  # longer than a ping timeout: heartbeats keep the link up
             assert client.connected
+            assert client.reconnects == 0
             proxy.freeze()
             start = trio.current_time()
             with pytest.raises(ConnectionLostError):
@@ -125,21 +104,21 @@ async def test_heartbeats_find_a_dead_connection() -> None:
             assert trio.current_time() - start < 1.5
 
 
-async def test_reconnects_and_resubscribes_after_the_node_drops_it() -> None:
+async def test_reconnects_and_resubscribes_after_the_node_drops_it(
+    node: Node, publisher: AmopClient
+) -> None:
+    new = publisher
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_amop(f"channel://{node.endpoint}") as old,
-            open_amop(node.endpoint) as new,
             trio.open_nursery() as nursery,
         ):
-            await nursery.start(echo, old, "again")
+            await nursery.start(serve_replies, old, "again", b"echo:")
             assert await new.publish("again", b"1") == b"echo:1"
             for session in list(node.sessions.values()):
                 if session.protocol == "channel":
                     session.close("test: drop the channel client")
-            while old.reconnects < 1 or not node.table.subscribers("again"):
-                await trio.sleep(0.01)
+            await wait_until(lambda: old.reconnects >= 1 and node.table.subscribers("again"))
             assert await new.publish("again", b"2") == b"echo:2"
             nursery.cancel_scope.cancel()
 

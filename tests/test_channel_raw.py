@@ -26,7 +26,6 @@ import pytest
 import trio
 
 from amop_trio import NodeLimits, open_node
-from amop_trio._security.certs import create_chain_ca, create_node_cert, create_sdk_cert
 from amop_trio._security.tls import client_context_from_dir
 
 # -- the byte tables of docs/PROTOCOL.md section 2 ----------------------------------
@@ -84,13 +83,9 @@ class Certs:
     sdk: Path
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    root = tmp_path_factory.mktemp("chain")
-    create_chain_ca(root / "ca")
-    create_node_cert(root / "ca", root / "node")
-    create_sdk_cert(root / "ca", root / "sdk")
-    return Certs(root / "node", root / "sdk")
+@pytest.fixture
+def certs(chain_certs: Path) -> Certs:
+    return Certs(chain_certs / "node0", chain_certs / "sdk")
 
 
 class RawChannel:

@@ -22,8 +22,8 @@ import trio
 from amop_trio import ConfigError, NoSubscriberError, open_amop, open_node
 from amop_trio._chain import load_config
 
-from .cli import AMOP, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
-from .network import serve_replies
+from .cli import AMOP, Arg, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
+from .conftest import serve_replies, wait_until
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/cmdline").exists(), reason="nodes are checked through /proc"
@@ -36,6 +36,19 @@ def chain_ports(count: int) -> tuple[str, str]:
     while abs(sdk - p2p) < count:
         p2p = free_ports(count)
     return str(sdk), str(p2p)
+
+
+#: ``amop`` in a process whose Trio retires idle worker threads after 0.5 s, not 10 s.
+AMOP_QUICK_IDLE_THREADS = (
+    sys.executable,
+    "-c",
+    "import sys, trio._core._thread_cache as cache; cache.IDLE_TIMEOUT = 0.5; "
+    "from amop_trio._cli import main; sys.argv[0] = 'amop'; sys.exit(main())",
+)
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def pids_of(out: Sequence[str]) -> dict[str, int]:
@@ -72,22 +85,25 @@ async def unicast_through(pairs: Sequence[tuple[str, str]], certs: Path | None) 
 async def test_chain_stays_up_past_trio_idle_threads_and_outlives_a_killed_node(
     tmp_path: Path,
 ) -> None:
-    """Nodes started from a Trio worker thread with PR_SET_PDEATHSIG died after ~10 s."""
+    """Nodes started from a Trio worker thread with PR_SET_PDEATHSIG died when the thread
+    did: Trio retires a worker thread idle for 10 s, here for half a second."""
     sdk, p2p = chain_ports(3)
     directory = tmp_path / "nodes"
-    args = [*AMOP, "chain", "-n", "3", "--dir", directory, "--sdk-port", sdk, "--p2p-port", p2p]
+    args: list[Arg] = [*AMOP_QUICK_IDLE_THREADS, "chain", "-n", "3", "--dir", directory]
+    args += ["--sdk-port", sdk, "--p2p-port", p2p]
     endpoints = [f"127.0.0.1:{int(sdk) + i}" for i in range(3)]
     with trio.fail_after(100):
         async with spawn(args) as chain:
             await chain.wait_line(r"^3 nodes up", timeout=40)
             pids = pids_of(chain.out)
             assert sorted(pids) == ["node0", "node1", "node2"], chain.out
-            await trio.sleep(15)  # longer than Trio keeps an idle worker thread
+            # The worker threads that started the nodes are gone; the nodes work on.
+            await wait_until(lambda: threads_of(chain.process.pid) == 1, within=10)
+            ring = [(endpoints[i], endpoints[(i + 1) % 3]) for i in range(3)]
+            await unicast_through(ring, directory / "sdk")
             assert chain.process.returncode is None, (chain.out, chain.err)
             assert chain.err == []
             assert all(alive(pid) for pid in pids.values())
-            ring = [(endpoints[i], endpoints[(i + 1) % 3]) for i in range(3)]
-            await unicast_through(ring, directory / "sdk")
 
             os.kill(pids["node1"], signal.SIGKILL)
             await chain.wait_line(
@@ -113,7 +129,7 @@ async def test_a_running_chain_follows_stop_and_takes_its_nodes_when_killed(
     takes its nodes down (they read EOF on their lifeline)."""
     sdk, p2p = chain_ports(2)
     directory = tmp_path / "nodes"
-    args = [*AMOP, "chain", "-n", "2", "--plain", "--dir", directory]
+    args: list[Arg] = [*AMOP, "chain", "-n", "2", "--plain", "--dir", directory]
     with trio.fail_after(60):
         async with spawn([*args, "--sdk-port", sdk, "--p2p-port", p2p]) as chain:
             await chain.wait_line(r"^2 nodes up", timeout=30)
@@ -219,13 +235,15 @@ def _identity_files(directory: Path) -> dict[Path, bytes]:
 async def test_existing_chain_is_reused_or_refused_never_reminted(tmp_path: Path) -> None:
     directory = tmp_path / "nodes"
     sdk, p2p = chain_ports(2)
-    create = [*AMOP, "chain", "create", "--dir", directory, "--sdk-port", sdk, "--p2p-port", p2p]
+    create: list[Arg] = [*AMOP, "chain", "create", "--dir", directory]
+    create += ["--sdk-port", sdk, "--p2p-port", p2p]
     first = await run([*create, "-n", "2"])
     assert first.returncode == 0, lines(first.stderr)
     before = _identity_files(directory)
     assert len([p for p in before if p.name == "node.crt"]) == 2
 
-    for again in ([*create, "-n", "2"], [*AMOP, "chain", "create", "--dir", directory]):
+    agains: list[list[Arg]] = [[*create, "-n", "2"], [*AMOP, "chain", "create", "--dir", directory]]
+    for again in agains:
         result = await run(again)
         assert result.returncode == 0, lines(result.stderr)
         assert lines(result.stdout) == [
@@ -264,7 +282,7 @@ async def test_a_port_in_use_is_reported_before_anything_is_up(tmp_path: Path) -
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", int(sdk) + 1))
         squatter.listen()
-        args = [*AMOP, "chain", "-n", "2", "--plain", "--dir", tmp_path / "nodes"]
+        args: list[Arg] = [*AMOP, "chain", "-n", "2", "--plain", "--dir", tmp_path / "nodes"]
         result = await run([*args, "--sdk-port", sdk, "--p2p-port", p2p], timeout=30)
         assert result.returncode == 1
         line = error_line(result, "amop chain: error: ")
@@ -280,7 +298,7 @@ async def test_a_port_in_use_is_reported_before_anything_is_up(tmp_path: Path) -
 async def test_a_node_that_fails_to_start_is_reported_from_its_log(tmp_path: Path) -> None:
     directory = tmp_path / "nodes"
     sdk, p2p = chain_ports(2)
-    args = [*AMOP, "chain", "--dir", directory]
+    args: list[Arg] = [*AMOP, "chain", "--dir", directory]
     create = await run([*args, "create", "-n", "2", "--sdk-port", sdk, "--p2p-port", p2p])
     assert create.returncode == 0
     (directory / "node1" / "conf" / "node.key").unlink()

@@ -25,6 +25,7 @@ from .cli import (
     AMOP,
     ENV,
     STAMP,
+    Arg,
     amop_node,
     error_line,
     free_port,
@@ -290,7 +291,7 @@ async def test_status_and_clients_take_certs(tmp_path: Path) -> None:
     elsewhere.mkdir()
     with trio.fail_after(40):
         async with amop_node("--certs", str(conf)) as (_node, endpoint):
-            status = [*AMOP, "status", endpoint]
+            status: list[Arg] = [*AMOP, "status", endpoint]
             results = await run_all(
                 {
                     "option": [*status, "--certs", sdk],

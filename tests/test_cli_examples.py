@@ -19,6 +19,7 @@ from .cli import (
     STAMP,
     SUBSCRIBER,
     UNICAST_PUB,
+    Arg,
     amop_node,
     free_port,
     free_ports,
@@ -26,7 +27,8 @@ from .cli import (
     run,
     spawn,
 )
-from .network import serve_replies
+from .conftest import serve_replies
+from .network import wait_for_topic
 
 UNICAST_TEXT = "hello, FISCO BCOS, I am unique broadcast publisher!"
 MULTICAST_TEXT = "hello, FISCO BCOS, I am multi broadcast publisher!"
@@ -207,13 +209,21 @@ async def test_readme_sequence_examples_against_a_tls_chain(tmp_path: Path) -> N
                 assert (certs / name).is_file()
             async with spawn([*SUBSCRIBER, f"127.0.0.1:{sdk + 1}", "hello"], cwd=tmp_path) as sub:
                 await sub.wait_line(r"^Subscriber success$", timeout=10)
-                await trio.sleep(0.5)  # the subscription reaches node0 through the link
+                # The subscription reaches node0 through the link.
+                await wait_for_topic(f"127.0.0.1:{sdk}", "hello", certs=certs)
                 pub = await run([*UNICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1"], 20, tmp_path)
                 assert pub.returncode == 0, (lines(pub.stdout), lines(pub.stderr))
                 assert any(line.endswith("reply: ok") for line in lines(pub.stdout))
                 await sub.wait_line(received_line(f"{UNICAST_TEXT} 0"), timeout=5)
 
-                with_option = [*MULTICAST_PUB, f"127.0.0.1:{sdk}", "hello", "1", "--certs", certs]
+                with_option: list[Arg] = [
+                    *MULTICAST_PUB,
+                    f"127.0.0.1:{sdk}",
+                    "hello",
+                    "1",
+                    "--certs",
+                    certs,
+                ]
                 multicast = await run(with_option, 20, elsewhere)
                 assert multicast.returncode == 0, lines(multicast.stderr)
                 await sub.wait_line(received_line(f"{MULTICAST_TEXT} 0"), timeout=5)

@@ -1,4 +1,4 @@
-"""What a user installs: exported names, typing marker, licence, metadata, benchmark script."""
+"""What a user installs: lazy cryptography, typing marker, licence, metadata, benchmark script."""
 
 from __future__ import annotations
 
@@ -8,58 +8,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import amop_trio
-from amop_trio import AmopError
 
 from .cli import REPO, lines, run
-
-EXPORTED = {
-    "AmopClient",
-    "AmopError",
-    "AmopTimeoutError",
-    "CertificateError",
-    "ClientClosedError",
-    "ConfigError",
-    "ConnectError",
-    "ConnectionLostError",
-    "EncodeError",
-    "FrameTooLargeError",
-    "KeyFileError",
-    "Message",
-    "MessageKind",
-    "NoSubscriberError",
-    "Node",
-    "NodeLimits",
-    "NodeStatistics",
-    "NotSupportedError",
-    "RejectedError",
-    "Status",
-    "Subscription",
-    "SubscriptionStatistics",
-    "open_amop",
-    "open_node",
-}
-EXCEPTIONS = {name for name in EXPORTED if name.endswith("Error")}
-
-
-def test_exported_names_are_pinned_and_every_exception_is_an_amop_error() -> None:
-    assert set(amop_trio.__all__) == EXPORTED
-    for name in EXPORTED:
-        assert getattr(amop_trio, name) is not None
-    for name in EXCEPTIONS:
-        error = getattr(amop_trio, name)
-        assert issubclass(error, AmopError), name
-    from amop_trio._chain import ConfigError
-    from amop_trio._security.certs import CertificateError
-    from amop_trio._security.keys import KeyFileError
-
-    assert amop_trio.CertificateError is CertificateError
-    assert amop_trio.KeyFileError is KeyFileError
-    assert amop_trio.ConfigError is ConfigError
-    with pytest.raises(AttributeError, match="no attribute 'Nonesuch'"):
-        amop_trio.Nonesuch  # noqa: B018
 
 
 async def test_importing_the_package_does_not_load_cryptography() -> None:

@@ -20,27 +20,28 @@ from amop_trio._cli import main
 from amop_trio._cli.parser import build_parser
 
 from .cli import AMOP, STAMP, amop_node, free_port, lines, run, spawn
+from .conftest import wait_until
 
 EP = "127.0.0.1:1"
 
 #: (arguments, exit status, what the one line must contain): run as real processes.
 BAD_INPUTS: list[tuple[list[str | bytes], int, str]] = [
-    (["pub", "127.0.0.1", "hello", "x"], 2, "'127.0.0.1': expected host:port"),
     (["status", "foo"], 2, "'foo': expected host:port"),
-    (["status", ":99999"], 2, "':99999': port 99999 is not from 0 to 65535"),
-    (["chain", "-n", "0"], 2, "-n/--nodes: must be from 1 to 1000, not 0"),
-    (["chain", "--sdk-port", "99999"], 2, "--sdk-port: must be a port from 1 to 65535, not 99999"),
-    (["chain", "--host", "999.1.1.1"], 2, "--host: '999.1.1.1' is not an IP address"),
-    (["sub", EP, ""], 2, "a topic must not be empty"),
     (["sub", EP, b"\xff"], 2, "is not valid UTF-8"),
-    (["keys", "new", ""], 2, "'': expected a file name without extension"),
-    (["pub", EP, "t", "m", "--interval", "-1"], 2, "--interval: must be a finite number >= 0"),
     (["node", "--max-frame-size", "0"], 2, "--max-frame-size: must be at least 1024 bytes"),
     (["pub", EP, "t", "-f", "/nonexistent/file"], 1, "cannot read /nonexistent/file"),
 ]
 
 #: More of the same, checked in this process: ``main`` exits before it runs anything.
 MORE_BAD_INPUTS: list[tuple[list[str], str]] = [
+    (["pub", "127.0.0.1", "hello", "x"], "'127.0.0.1': expected host:port"),
+    (["status", ":99999"], "':99999': port 99999 is not from 0 to 65535"),
+    (["chain", "-n", "0"], "-n/--nodes: must be from 1 to 1000, not 0"),
+    (["chain", "--sdk-port", "99999"], "--sdk-port: must be a port from 1 to 65535, not 99999"),
+    (["chain", "--host", "999.1.1.1"], "--host: '999.1.1.1' is not an IP address"),
+    (["sub", EP, ""], "a topic must not be empty"),
+    (["keys", "new", ""], "'': expected a file name without extension"),
+    (["pub", EP, "t", "m", "--interval", "-1"], "--interval: must be a finite number >= 0"),
     (["status", "127.0.0.1:0"], "'127.0.0.1:0': port 0 cannot be connected to"),
     (["status", "http://127.0.0.1:80"], "unknown scheme http://"),
     (["status", "127.0.0.1:2o200"], "'127.0.0.1:2o200': expected host:port"),
@@ -96,10 +97,16 @@ async def test_every_bad_input_is_one_line_and_the_right_exit_status(tmp_path: P
 
 @pytest.mark.parametrize(("args", "text"), MORE_BAD_INPUTS)
 def test_more_bad_inputs_are_usage_errors(
-    args: list[str], text: str, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    text: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert not any(os.scandir(tmp_path))  # nothing was created on the way
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     err = captured.err.splitlines()
@@ -199,7 +206,13 @@ async def test_count_means_the_same_everywhere_zero_is_no_limit() -> None:
             async with spawn([*pub, "--count", "0"]) as endless:
                 assert await three.wait_exit(10) == 0
                 await forever.wait_line(rf"{STAMP} received multicast on t: tick", timeout=5)
-                await trio.sleep(0.3)
+                received = len([line for line in forever.out if "received" in line])
+                # Three more ticks arrive: the endless publisher goes on.
+                await wait_until(
+                    lambda: (
+                        len([line for line in forever.out if "received" in line]) >= received + 3
+                    )
+                )
                 assert endless.process.returncode is None  # still publishing
                 assert forever.process.returncode is None  # still receiving
             assert len([line for line in three.out if "received" in line]) == 3

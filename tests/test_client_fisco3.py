@@ -10,7 +10,6 @@ the right errors.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 import trio
@@ -25,15 +24,10 @@ from amop_trio import (
 from amop_trio._security.keys import generate_private_key
 
 from . import fisco3_standin
+from .conftest import serve_replies, wait_until
 from .fisco3_standin import open_standin_3x_node
-from .network import serve_replies
 
 TIMEOUT = 15
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await trio.sleep(0.01)
 
 
 async def test_unicast_and_multicast_through_a_3x_node() -> None:
@@ -48,7 +42,7 @@ async def test_unicast_and_multicast_through_a_3x_node() -> None:
             await nursery.start(serve_replies, subscriber, "t", b"re:", seen)
             assert await publisher.publish("t", b"1") == b"re:1"
             await publisher.broadcast("t", b"all")  # no answer comes: done once written
-            await until(lambda: seen[b"all"] == 1)
+            await wait_until(lambda: seen[b"all"] == 1)
             with pytest.raises(NoSubscriberError, match="no node subscribe"):
                 await publisher.publish("nobody", b"x")  # a type-0 failure, matched by seq
             assert node.received.count(0x112) == 1
@@ -65,10 +59,10 @@ async def test_unsubscribing_takes_effect_on_a_node_that_only_adds_topics() -> N
         ):
             await nursery.start(serve_replies, subscriber, "kept", b"k:")
             async with subscriber.subscribe("dropped"):
-                await until(lambda: any("dropped" in t for t in node.topics()))
+                await wait_until(lambda: any("dropped" in t for t in node.topics()))
             # The node cannot drop a topic from a connection: the client moved to a
             # new one without it, and the old one is gone.
-            await until(lambda: not any("dropped" in t for t in node.topics()))
+            await wait_until(lambda: not any("dropped" in t for t in node.topics()))
             with pytest.raises(NoSubscriberError) as refused:
                 await publisher.publish("dropped", b"x")
             assert refused.value.status == 3001  # the node's "nobody", not a client's refusal
@@ -87,7 +81,7 @@ async def test_no_multicast_is_lost_or_repeated_while_unsubscribing() -> None:
             received: list[bytes] = []
             sent = 0
 
-            async def publish_steadily(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            async def publish_steadily(*, task_status: trio.TaskStatus[None]) -> None:
                 nonlocal sent
                 task_status.started()
                 while True:
@@ -102,21 +96,26 @@ async def test_no_multicast_is_lost_or_repeated_while_unsubscribing() -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read)
-                await nursery.start(publish_steadily)
-                await until(lambda: len(received) > 20)
-                for _ in range(3):  # three link changes under a steady stream
-                    async with subscriber.subscribe("other"):
-                        await until(lambda: any("other" in t for t in node.topics()))
-                    await until(lambda: not any("other" in t for t in node.topics()))
-                    await trio.sleep(0.05)
+                async with trio.open_nursery() as publishing:
+                    await publishing.start(publish_steadily)
+                    await wait_until(lambda: len(received) > 20)
+                    for _ in range(3):  # three link changes under a steady stream
+                        async with subscriber.subscribe("other"):
+                            await wait_until(lambda: any("other" in t for t in node.topics()))
+                        await wait_until(lambda: not any("other" in t for t in node.topics()))
+                        await trio.sleep(0.05)  # the stream goes on over the new link a while
+                    publishing.cancel_scope.cancel()
+                # Everything sent before the marker arrives before it.
+                await publisher.broadcast("stream", b"-1")
+                await wait_until(lambda: b"-1" in received)
                 nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True):
-                await trio.sleep(0.3)  # what is in flight arrives
-            numbers = [int(d) for d in received]
+            numbers = [int(d) for d in received if d != b"-1"]
+            assert received[-1] == b"-1"
             assert len(numbers) == len(set(numbers)), "a multicast arrived twice"
             first = numbers[0]
             missing = set(range(first, max(numbers))) - set(numbers)
             assert not missing, f"multicasts lost: {sorted(missing)[:10]}"
+            assert max(numbers) >= sent - 1, "the last multicasts were lost"
 
 
 async def test_private_topics_are_refused_where_the_node_cannot_enforce_them() -> None:
@@ -145,6 +144,6 @@ async def test_a_3x_timeout_status_is_a_timeout(monkeypatch: pytest.MonkeyPatch)
             open_amop(f"ws://{node.endpoint}") as publisher,
             subscriber.subscribe("silent"),  # holds the message, never answers
         ):
-            await until(lambda: any("silent" in t for t in node.topics()))
+            await wait_until(lambda: any("silent" in t for t in node.topics()))
             with pytest.raises(AmopTimeoutError, match="-4008"):
                 await publisher.publish("silent", b"x")

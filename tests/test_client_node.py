@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import collections
 import gc
-from collections.abc import Callable
-from contextlib import AsyncExitStack
 from functools import partial
 
 import pytest
@@ -24,13 +22,22 @@ from amop_trio import (
     FrameTooLargeError,
     Message,
     MessageKind,
+    Node,
     NoSubscriberError,
     Subscription,
     open_amop,
     open_node,
 )
 
-from .conftest import start_node, wait_until
+from .conftest import (
+    collector,
+    holder,
+    open_clients,
+    serve_replies,
+    start_node,
+    wait_until,
+)
+from .network import free_port
 from .proxy import open_proxy
 
 LOOPBACK = "127.0.0.1:0"
@@ -39,68 +46,8 @@ LOOPBACK = "127.0.0.1:0"
 # -- helpers ------------------------------------------------------------------
 
 
-async def replier(
-    client: AmopClient,
-    topic: str,
-    answer: Callable[[Message], bytes],
-    *,
-    log: list[Message] | None = None,
-    buffer: int | None = None,
-    task_status: trio.TaskStatus[Subscription] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Subscribe to ``topic`` and answer every unicast with ``answer(message)``.
-
-    Reports the subscription once the node has registered it.
-    """
-    async with client.subscribe(topic, buffer=buffer) as sub:
-        task_status.started(sub)
-        async for msg in sub:
-            if log is not None:
-                log.append(msg)
-            if msg.kind is MessageKind.UNICAST:
-                await msg.reply(answer(msg))
-
-
 def answer_with(name: bytes, _msg: Message) -> bytes:
     return name
-
-
-async def collector(
-    client: AmopClient,
-    topic: str,
-    got: list[tuple[MessageKind, bytes]],
-    *,
-    task_status: trio.TaskStatus[Subscription] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Subscribe to ``topic`` and record (kind, data) of every message, never replying."""
-    async with client.subscribe(topic) as sub:
-        task_status.started(sub)
-        async for msg in sub:
-            got.append((msg.kind, msg.data))
-
-
-async def holder(
-    client: AmopClient,
-    topic: str,
-    received: trio.Event,
-    *,
-    task_status: trio.TaskStatus[Subscription] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Subscribe, take the first message and sit on it forever without replying."""
-    async with client.subscribe(topic) as sub:
-        task_status.started(sub)
-        async for _msg in sub:
-            received.set()
-            await trio.sleep_forever()
-
-
-async def free_port() -> int:
-    """A loopback port with nothing listening on it (bound, then released)."""
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    with sock:
-        await sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def publish_until_answered(
@@ -118,18 +65,20 @@ async def publish_until_answered(
 # -- 1. unicast load spreading ----------------------------------------------------
 
 
-async def test_unicast_spreads_over_three_subscribers() -> None:
+async def test_unicast_spreads_over_three_subscribers(node: Node, publisher: AmopClient) -> None:
     with trio.fail_after(20):
-        async with open_node(LOOPBACK) as node, AsyncExitStack() as stack:
+        async with open_clients(node.endpoint, 3) as subscribers:
             names = [b"sub-a", b"sub-b", b"sub-c"]
-            subscribers = [await stack.enter_async_context(open_amop(node.endpoint)) for _ in names]
-            publisher = await stack.enter_async_context(open_amop(node.endpoint))
             seen: dict[bytes, list[Message]] = {name: [] for name in names}
             async with trio.open_nursery() as nursery:
                 for client, name in zip(subscribers, names, strict=True):
                     await nursery.start(
                         partial(
-                            replier, client, "spread", partial(answer_with, name), log=seen[name]
+                            serve_replies,
+                            client,
+                            "spread",
+                            answer=partial(answer_with, name),
+                            log=seen[name],
                         )
                     )
                 assert len(node.table.subscribers("spread")) == 3
@@ -152,13 +101,11 @@ async def test_unicast_spreads_over_three_subscribers() -> None:
 # -- 2. multicast fan-out ---------------------------------------------------------
 
 
-async def test_multicast_reaches_every_subscriber_exactly_once() -> None:
+async def test_multicast_reaches_every_subscriber_exactly_once(
+    node: Node, publisher: AmopClient
+) -> None:
     with trio.fail_after(15):
-        async with open_node(LOOPBACK) as node, AsyncExitStack() as stack:
-            subscribers = [
-                await stack.enter_async_context(open_amop(node.endpoint)) for _ in range(5)
-            ]
-            publisher = await stack.enter_async_context(open_amop(node.endpoint))
+        async with open_clients(node.endpoint, 5) as subscribers:
             got: list[list[tuple[MessageKind, bytes]]] = [[] for _ in subscribers]
             async with trio.open_nursery() as nursery:
                 for client, log in zip(subscribers, got, strict=True):
@@ -168,11 +115,14 @@ async def test_multicast_reaches_every_subscriber_exactly_once() -> None:
                 sent = [f"bulletin {i}".encode() for i in range(20)]
                 for data in sent:
                     await publisher.broadcast("news", data)
-                await wait_until(lambda: all(len(log) >= len(sent) for log in got))
-                await trio.sleep(0.2)  # room for any duplicate to show up
+                # A duplicate would be queued before the marker sent after everything.
+                await publisher.broadcast("news", b"marker")
+                await wait_until(
+                    lambda: all((MessageKind.MULTICAST, b"marker") in log for log in got)
+                )
                 nursery.cancel_scope.cancel()
 
-            expected = [(MessageKind.MULTICAST, data) for data in sent]
+            expected = [(MessageKind.MULTICAST, data) for data in [*sent, b"marker"]]
             for log in got:
                 assert log == expected
 
@@ -180,27 +130,24 @@ async def test_multicast_reaches_every_subscriber_exactly_once() -> None:
 # -- 3. no subscriber -------------------------------------------------------------
 
 
-async def test_publish_without_subscriber_raises_no_subscriber_3001() -> None:
+async def test_publish_without_subscriber_raises_no_subscriber_3001(publisher: AmopClient) -> None:
     with trio.fail_after(10):
-        async with open_node(LOOPBACK) as node, open_amop(node.endpoint) as client:
-            with pytest.raises(NoSubscriberError) as info:
-                await client.publish("nobody-listens", b"hello?", timeout=2)
-            assert info.value.status == 3001
+        with pytest.raises(NoSubscriberError) as info:
+            await publisher.publish("nobody-listens", b"hello?", timeout=2)
+        assert info.value.status == 3001
 
 
 # -- 4. timeouts ------------------------------------------------------------------
 
 
-async def test_node_request_timeout_raises_amop_timeout() -> None:
+@pytest.mark.node(request_timeout=0.5)
+async def test_node_request_timeout_raises_amop_timeout(
+    subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(10):
-        async with (
-            open_node(LOOPBACK, request_timeout=0.5) as node,
-            open_amop(node.endpoint) as sub_client,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio.open_nursery() as nursery:
             received = trio.Event()
-            await nursery.start(holder, sub_client, "slowpoke", received)
+            await nursery.start(holder, subscriber, "slowpoke", received)
 
             start = trio.current_time()
             with pytest.raises(AmopTimeoutError):
@@ -212,16 +159,14 @@ async def test_node_request_timeout_raises_amop_timeout() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_client_side_timeout_raises_amop_timeout() -> None:
+@pytest.mark.node(request_timeout=10)
+async def test_client_side_timeout_raises_amop_timeout(
+    subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(10):
-        async with (
-            open_node(LOOPBACK, request_timeout=10) as node,
-            open_amop(node.endpoint) as sub_client,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio.open_nursery() as nursery:
             received = trio.Event()
-            await nursery.start(holder, sub_client, "slowpoke", received)
+            await nursery.start(holder, subscriber, "slowpoke", received)
 
             start = trio.current_time()
             with pytest.raises(AmopTimeoutError):
@@ -235,15 +180,12 @@ async def test_client_side_timeout_raises_amop_timeout() -> None:
 # -- 5. concurrency -----------------------------------------------------------------
 
 
-async def test_concurrent_publishes_each_get_their_own_reply() -> None:
+async def test_concurrent_publishes_each_get_their_own_reply(
+    subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(20):
-        async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as sub_client,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as servers,
-        ):
-            await servers.start(replier, sub_client, "echo", lambda m: m.data)
+        async with trio.open_nursery() as servers:
+            await servers.start(serve_replies, subscriber, "echo")
             replies: dict[int, bytes] = {}
 
             async def one(i: int) -> None:
@@ -262,34 +204,31 @@ async def test_concurrent_publishes_each_get_their_own_reply() -> None:
 # -- 6. unsubscribe ----------------------------------------------------------------
 
 
-async def test_unsubscribe_stops_delivery() -> None:
+async def test_unsubscribe_stops_delivery(node: Node, publisher: AmopClient) -> None:
     with trio.fail_after(15):
-        async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as client_a,
-            open_amop(node.endpoint) as client_b,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as servers,
-        ):
-            await servers.start(replier, client_b, "work", lambda _m: b"B")
-            async with client_a.subscribe("work") as sub_a, trio.open_nursery() as a_server:
+        async with open_clients(node.endpoint, 2) as (client_a, client_b):
+            async with trio.open_nursery() as servers:
+                await servers.start(
+                    partial(serve_replies, client_b, "work", answer=lambda _m: b"B")
+                )
+                async with client_a.subscribe("work") as sub_a, trio.open_nursery() as a_server:
 
-                async def serve_a() -> None:
-                    async for msg in sub_a:
-                        await msg.reply(b"A")
+                    async def serve_a() -> None:
+                        async for msg in sub_a:
+                            await msg.reply(b"A")
 
-                a_server.start_soon(serve_a)
-                assert len(node.table.subscribers("work")) == 2
-                # Both answer while both subscribe (all-B has odds of 2**-40).
-                before = {await publisher.publish("work", b"x", timeout=2) for _ in range(40)}
-                assert before == {b"A", b"B"}
-                a_server.cancel_scope.cancel()
+                    a_server.start_soon(serve_a)
+                    assert len(node.table.subscribers("work")) == 2
+                    # Both answer while both subscribe (all-B has odds of 2**-40).
+                    before = {await publisher.publish("work", b"x", timeout=2) for _ in range(40)}
+                    assert before == {b"A", b"B"}
+                    a_server.cancel_scope.cancel()
 
-            # A left its ``async with``: the node knows before it returned.
-            assert len(node.table.subscribers("work")) == 1
-            after = [await publisher.publish("work", b"y", timeout=2) for _ in range(20)]
-            assert after == [b"B"] * 20
-            servers.cancel_scope.cancel()
+                # A left its ``async with``: the node knows before it returned.
+                assert len(node.table.subscribers("work")) == 1
+                after = [await publisher.publish("work", b"y", timeout=2) for _ in range(20)]
+                assert after == [b"B"] * 20
+                servers.cancel_scope.cancel()
 
             # Only A subscribes, then unsubscribes: nobody is left.
             async with client_a.subscribe("solo"):
@@ -303,16 +242,13 @@ async def test_unsubscribe_stops_delivery() -> None:
 # -- 7. unanswered unicast ------------------------------------------------------------
 
 
-async def test_unanswered_unicast_gets_empty_reply_when_app_moves_on() -> None:
+async def test_unanswered_unicast_gets_empty_reply_when_app_moves_on(
+    subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(10):
-        async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as sub_client,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio.open_nursery() as nursery:
             got: list[tuple[MessageKind, bytes]] = []
-            await nursery.start(collector, sub_client, "ignored", got)
+            await nursery.start(collector, subscriber, "ignored", got)
 
             start = trio.current_time()
             assert await publisher.publish("ignored", b"first", timeout=5) == b""
@@ -336,14 +272,10 @@ async def test_subscriber_survives_node_restart_on_same_port() -> None:
                 log: list[Message] = []
                 loop_ended = trio.Event()
 
-                async def subscriber(*, task_status: trio.TaskStatus[None]) -> None:
+                async def subscriber(*, task_status: trio.TaskStatus[Subscription]) -> None:
                     try:
-                        await replier(
-                            sub_client,
-                            "durable",
-                            lambda m: b"ack " + m.data,
-                            log=log,
-                            task_status=task_status,
+                        await serve_replies(
+                            sub_client, "durable", b"ack ", log=log, task_status=task_status
                         )
                     finally:
                         loop_ended.set()
@@ -407,20 +339,22 @@ async def test_in_flight_publish_fails_fast_when_node_goes_away() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_a_subscriber_cut_off_midrequest_has_its_unicast_go_to_another() -> None:
+async def test_a_subscriber_cut_off_midrequest_has_its_unicast_go_to_another(
+    node: Node, publisher: AmopClient
+) -> None:
     """The node notices the chosen subscriber's connection die and tries the next one."""
     with trio.fail_after(20):
         async with (
-            open_node(LOOPBACK) as node,
             open_proxy(node.port) as proxy,
             open_amop(proxy.endpoint, ping_interval=30) as doomed,
             open_amop(node.endpoint) as healthy,
-            open_amop(node.endpoint) as publisher,
             trio.open_nursery() as servers,
         ):
             received = trio.Event()
             await servers.start(holder, doomed, "handover", received)
-            await servers.start(replier, healthy, "handover", partial(answer_with, b"healthy"))
+            await servers.start(
+                partial(serve_replies, healthy, "handover", answer=lambda _m: b"healthy")
+            )
             await wait_until(lambda: len(node.table.subscribers("handover")) == 2)
 
             async def cut_once_delivered() -> None:
@@ -441,7 +375,7 @@ async def test_a_subscriber_cut_off_midrequest_has_its_unicast_go_to_another() -
 
 async def test_open_amop_to_closed_port_raises_connect_error() -> None:
     with trio.fail_after(10):
-        port = await free_port()
+        port = free_port()
         with pytest.raises(ConnectError) as info:
             async with open_amop(f"127.0.0.1:{port}", connect_timeout=3):
                 pytest.fail("connected to a port nobody listens on")
@@ -452,14 +386,11 @@ async def test_open_amop_to_closed_port_raises_connect_error() -> None:
 # -- 11. bare subscription form ---------------------------------------------------------
 
 
-async def test_bare_async_for_unsubscribes_after_break() -> None:
+async def test_bare_async_for_unsubscribes_after_break(
+    node: Node, subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(10):
-        async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as sub_client,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio.open_nursery() as nursery:
             replies: list[bytes] = []
 
             async def publish_once_subscribed() -> None:
@@ -468,7 +399,7 @@ async def test_bare_async_for_unsubscribes_after_break() -> None:
 
             nursery.start_soon(publish_once_subscribed)
             seen: list[bytes] = []
-            async for msg in sub_client.subscribe("bare"):
+            async for msg in subscriber.subscribe("bare"):
                 seen.append(msg.data)
                 await msg.reply(b"pong")
                 break
@@ -478,35 +409,36 @@ async def test_bare_async_for_unsubscribes_after_break() -> None:
 
             # After the break nothing holds the subscription: the topic is dropped.
             await wait_until(lambda: node.table.subscribers("bare") == [], within=3)
-            assert "bare" not in sub_client.topics
+            assert "bare" not in subscriber.topics
             with pytest.raises(NoSubscriberError):
                 await publisher.publish("bare", b"ping again", timeout=2)
 
 
-async def test_a_forgotten_subscription_unsubscribes_from_the_loop_not_its_finalizer() -> None:
+async def test_a_forgotten_subscription_unsubscribes_from_the_loop_not_its_finalizer(
+    node: Node, subscriber: AmopClient
+) -> None:
     """The finalizer only hands the work to the loop: nothing runs inside the collector."""
     with trio.fail_after(10):
-        async with open_node(LOOPBACK) as node, open_amop(node.endpoint) as client:
-            sub = client.subscribe("forgotten")
-            await sub.open()
-            assert node.table.subscribers("forgotten")
-            del sub
-            gc.collect()
-            assert "forgotten" in client.topics  # nothing happened inside the collector
-            await wait_until(lambda: node.table.subscribers("forgotten") == [], within=3)
-            assert "forgotten" not in client.topics
+        sub = subscriber.subscribe("forgotten")
+        await sub.open()
+        assert node.table.subscribers("forgotten")
+        del sub
+        gc.collect()
+        assert "forgotten" in subscriber.topics  # nothing happened inside the collector
+        await wait_until(lambda: node.table.subscribers("forgotten") == [], within=3)
+        assert "forgotten" not in subscriber.topics
 
 
-async def test_a_message_over_the_frame_limit_fails_at_once_and_the_connection_stays() -> None:
+async def test_a_message_over_the_frame_limit_fails_at_once_and_the_connection_stays(
+    node: Node, subscriber: AmopClient
+) -> None:
     limit = 64 * 1024
     with trio.fail_after(10):
         async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as subscriber,
             open_amop(node.endpoint, max_frame_size=limit) as publisher,
             trio.open_nursery() as nursery,
         ):
-            await nursery.start(replier, subscriber, "big", lambda m: b"ok")
+            await nursery.start(partial(serve_replies, subscriber, "big", answer=lambda _m: b"ok"))
             for send in (publisher.publish, publisher.broadcast):
                 with pytest.raises(FrameTooLargeError, match="nothing was sent"):
                     await send("big", b"x" * limit)
@@ -519,18 +451,17 @@ async def test_a_message_over_the_frame_limit_fails_at_once_and_the_connection_s
 # -- 12. slow subscriber ------------------------------------------------------------
 
 
-async def test_slow_subscriber_does_not_block_others() -> None:
+async def test_slow_subscriber_does_not_block_others(
+    node: Node, subscriber: AmopClient, publisher: AmopClient
+) -> None:
     with trio.fail_after(20):
         async with (
-            open_node(LOOPBACK) as node,
-            open_amop(node.endpoint) as sub_client,
             open_amop(node.endpoint) as flooder,
-            open_amop(node.endpoint) as publisher,
-            sub_client.subscribe("slow", buffer=2) as slow,
+            subscriber.subscribe("slow", buffer=2) as slow,
             trio.open_nursery() as servers,
         ):
             # The healthy subscriber shares the slow one's connection.
-            await servers.start(replier, sub_client, "fast", lambda m: m.data)
+            await servers.start(serve_replies, subscriber, "fast")
             assert node.table.subscribers("slow")
             assert node.table.subscribers("fast")
 

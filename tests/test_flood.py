@@ -7,14 +7,13 @@ bounded outbox without waiting; a subscriber whose outbox is full misses that
 message, "so a slow reader costs itself messages, never the node's memory or
 other clients' latency".
 
-Run with ``pytest -s`` to see the figures.
+Run with ``pytest -n 0 -s`` to see the figures.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -33,25 +32,25 @@ from amop_trio import AmopClient, Subscription, open_amop
 from amop_trio._wire import rfc6455 as wsc
 from amop_trio._wire.ws_upgrade import ClientUpgrade
 
+from .conftest import serve_replies
+from .network import free_port
+
 MIB = 1024 * 1024
-#: The issue asks for 100,000 multicasts.
-FLOOD = 100_000
+#: Multicasts in the flood: enough for a slope in the node's RSS to show between the
+#: two halves. AMOP_TEST_FLOOD=100000 runs the 100,000 the issue asks for; the memory
+#: benchmark (benchmarks/amop.py) reports the node's RSS after 100,000 too.
+FLOOD = int(os.environ.get("AMOP_TEST_FLOOD", "20000"))
 #: broadcast() waits for the node's acknowledgement: keep several in flight.
 SENDERS = 16
 #: Multicasts before the baseline is taken, so allocator warm-up is not "growth".
 WARM_UP = 2_000
-#: Bounds on the node's RSS growth over the baseline.
+#: Bounds on the node's RSS growth over the baseline. In the second half of the flood a
+#: leak of 160 bytes per multicast fails (100,000 multicasts of the node measured flat).
 MAX_GROWTH = 64 * MIB
-MAX_SECOND_HALF_GROWTH = 8 * MIB
+MAX_SECOND_HALF_GROWTH = max(MIB, FLOOD // 2 * 160)
 #: A healthy unicast round trip during the flood must succeed within this.
 RTT_TIMEOUT = 5.0
 MAX_RTT = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss(pid: int) -> int:
@@ -196,14 +195,9 @@ async def slow_reader(sub: Subscription, seen: list[int]) -> None:
         await trio.sleep(0.5)
 
 
-async def replier(sub: Subscription) -> None:
-    async for message in sub:
-        await message.reply(b"re: " + message.data)
-
-
 @pytest.mark.slow
 async def test_multicast_flood_to_slow_readers_keeps_node_memory_flat(tmp_path: Path) -> None:
-    """100,000 multicasts on "flood", which one client reads at two messages a second
+    """FLOOD multicasts on "flood", which one client reads at two messages a second
     (``subscription_buffer=10``) and another never reads; unicast request/reply on
     "rpc" keeps being served meanwhile, and the node's RSS stays flat."""
     with trio.fail_after(170):
@@ -216,12 +210,11 @@ async def test_multicast_flood_to_slow_readers_keeps_node_memory_flat(tmp_path: 
             trio.open_nursery() as ws_nursery,
             never_reading_subscriber(ws_nursery, node.endpoint, "flood"),
             slow.subscribe("flood") as flood_sub,
-            responder.subscribe("rpc") as rpc_sub,
             trio.open_nursery() as readers,
         ):
             seen = [0]
             readers.start_soon(slow_reader, flood_sub, seen)
-            readers.start_soon(replier, rpc_sub)
+            await readers.start(serve_replies, responder, "rpc", b"re: ")
             await wait_topics(requester, {"flood": 2, "rpc": 1})
             assert await requester.publish("rpc", b"hello", timeout=RTT_TIMEOUT) == b"re: hello"
             payload = b"m" * 64
@@ -248,12 +241,12 @@ async def test_multicast_flood_to_slow_readers_keeps_node_memory_flat(tmp_path: 
             async def sample() -> None:
                 while True:
                     samples.points.append((trio.current_time() - start, sent, node.rss()))
-                    await trio.sleep(0.25)
+                    await trio.sleep(0.1)
 
             async def measure_rtts() -> None:
                 i = 0
                 while True:
-                    await trio.sleep(0.5)
+                    await trio.sleep(0.1)
                     data = b"rtt %d" % i
                     i += 1
                     begin = trio.current_time()

@@ -33,12 +33,11 @@ import os
 import random
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
@@ -47,6 +46,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from amop_trio import AmopError, Node, NodeLimits, open_amop, open_node
 from amop_trio._wire.peer import PeerType
 
+from .conftest import serve_replies, wait_until
 from .spec_bytes import (
     AMOP_BROADCAST,
     AMOP_REQUEST,
@@ -109,11 +109,7 @@ LIMITS = NodeLimits(
     max_pending=8,
     outbox_size=64,
     handshake_timeout=0.5,
-    **(
-        {"channel_idle_timeout": CHANNEL_IDLE_TIMEOUT}
-        if "channel_idle_timeout" in {f.name for f in dataclasses.fields(NodeLimits)}
-        else {}
-    ),
+    channel_idle_timeout=CHANNEL_IDLE_TIMEOUT,
 )
 #: The node's keep-alive: a peer that stops reading is dropped after about 3 s.
 PING_INTERVAL = 1.0
@@ -291,8 +287,8 @@ class Conn:
 
     async def answer(self, seq: bytes) -> RawFrame | None:
         """The node's answer under ``seq``; None if the node closes first."""
-        for i, frame in enumerate(self.backlog):
-            if frame.seq == seq and frame.ext & EXT_RESPONSE:
+        for i, held in enumerate(self.backlog):
+            if held.seq == seq and held.ext & EXT_RESPONSE:
                 return self.backlog.pop(i)
         with trio.fail_after(STEP):
             while True:
@@ -543,12 +539,6 @@ class Harness:
         self.closes[what] = self.closes.get(what, 0) + 1
 
 
-async def serve_healthy(client: Any) -> None:
-    async with client.subscribe(HEALTHY_TOPIC) as sub:
-        async for message in sub:
-            await message.reply(b"pong " + message.data)
-
-
 async def drive_healthy(client: Any, health: Health) -> None:
     """Unicast request/reply, back to back, for as long as the test runs."""
     health.last_ok = trio.current_time()
@@ -578,7 +568,9 @@ def open_fds() -> int:
 def connection_handlers() -> int:
     """Tasks serving one accepted connection each (trio.serve_listeners' handlers)."""
     count = 0
-    tasks = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    tasks = [root]
     while tasks:
         task = tasks.pop()
         if task.name.endswith("._run_handler"):
@@ -606,8 +598,17 @@ def hostile_deliveries(h: Harness) -> int:
 
 
 @asynccontextmanager
-async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
-    """A node with small limits, a healthy pair talking through it, and a leak check."""
+async def under_fire(
+    name: str,
+    *,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
+    **overrides: Any,
+) -> AsyncIterator[Harness]:
+    """A node with small limits, a healthy pair talking through it, and a leak check.
+
+    ``overrides`` replace fields of ``LIMITS``.
+    """
     limits = dataclasses.replace(LIMITS, **overrides)
     errors = ErrorLog()
     amop_logger = logging.getLogger("amop_trio")
@@ -619,18 +620,16 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
                 "127.0.0.1:0",
                 limits=limits,
                 request_timeout=REQUEST_TIMEOUT,
-                ping_interval=PING_INTERVAL,
-                ping_timeout=PING_TIMEOUT,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
                 seed=seed,
             ) as node,
             open_amop(node.endpoint, timeout=5) as responder,
             open_amop(node.endpoint, timeout=5) as requester,
             trio.open_nursery() as healthy,
         ):
-            healthy.start_soon(serve_healthy, responder)
-            with trio.fail_after(STEP):
-                while node.table.topics() != {HEALTHY_TOPIC: 1}:
-                    await trio.sleep(0.01)
+            await healthy.start(serve_replies, responder, HEALTHY_TOPIC, b"pong ")
+            assert node.table.topics() == {HEALTHY_TOPIC: 1}
             assert await requester.publish(HEALTHY_TOPIC, b"warm-up") == b"pong warm-up"
             health = Health()
             healthy.start_soon(drive_healthy, requester, health)
@@ -658,9 +657,7 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
 
             # The healthy pair still works, and did all along.
             rtts_before = len(health.rtts)
-            with trio.fail_after(STEP):
-                while len(health.rtts) < rtts_before + 3:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: len(health.rtts) >= rtts_before + 3, within=STEP)
             healthy.cancel_scope.cancel()
             assert not health.failures, f"healthy traffic failed: {health.failures[:5]}"
             assert responder.reconnects == 0, "the node dropped the healthy subscriber"
@@ -682,13 +679,6 @@ async def under_fire(name: str, **overrides: Any) -> AsyncIterator[Harness]:
         )
     finally:
         amop_logger.removeHandler(errors)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """A socket leaked by one test must fail that test (ResourceWarning), not the next."""
-    yield
-    gc.collect()
 
 
 # -- one case: send, then check the node's duty -------------------------------------------
@@ -747,13 +737,11 @@ async def check_case(h: Harness, conn: Conn, data: bytes | str, expect: Expect, 
         assert answer.type == expect.answer_type, f"{context}: answered {answer}"
     if expect.later:
         assert seq is not None
-        if answers:  # the unicast was answered before the probe
-            answer = answers[0]
-        else:
-            answer = await conn.answer(seq)
-            assert answer is not None, f"{context}: connection closed before the unicast answer"
-            h.answered(answer.status)
-        assert answer.type == AMOP_RESPONSE, f"{context}: answered {answer}"
+        later = answers[0] if answers else await conn.answer(seq)  # answered before the probe?
+        assert later is not None, f"{context}: connection closed before the unicast answer"
+        if not answers:
+            h.answered(later.status)
+        assert later.type == AMOP_RESPONSE, f"{context}: answered {later}"
     if expect.status == 0 and expect.answer_type == HANDSHAKE:
         conn.handshaken = True
     if expect.extras is not None:
@@ -903,7 +891,8 @@ def bad_bodies() -> list[bytes]:
 
 
 def random_topic(rng: random.Random) -> str | bytes:
-    return rng.choice([*REQUEST_TOPICS, rng.randbytes(rng.randrange(0, 20))])
+    topics: list[str | bytes] = [*REQUEST_TOPICS, rng.randbytes(rng.randrange(0, 20))]
+    return rng.choice(topics)
 
 
 def random_payload(rng: random.Random, ptype: int, limits: NodeLimits) -> bytes:
@@ -1276,15 +1265,15 @@ async def test_non_http_bytes_instead_of_the_upgrade() -> None:
     start with ``GET ``, so non-HTTP bytes may be read as channel frames: the node
     must drop each such connection within the handshake timeout, or, when the bytes
     were taken for a channel client, once nothing more came for the channel idle
-    timeout (set to 2 s here).
+    timeout (set to 1 s here).
     """
     with trio.fail_after(40):
-        async with under_fire("non-http") as h:
+        async with under_fire("non-http", channel_idle_timeout=1.0) as h:
             rng = h.rng
             cases = list(NON_HTTP.items())
             cases += [(f"random {i}", rng.randbytes(rng.randrange(1, 5000))) for i in range(24)]
             # A channel client that sent one whole frame gets up to 1.5 idle timeouts.
-            bound = max(h.limits.handshake_timeout, 1.5 * CHANNEL_IDLE_TIMEOUT)
+            bound = max(h.limits.handshake_timeout, 1.5 * h.limits.channel_idle_timeout)
             bound += CLOSE_TIMEOUT + SLACK
             limiter = trio.CapacityLimiter(16)
 
@@ -1513,9 +1502,12 @@ async def test_peers_that_flood_pings_and_never_read_are_dropped() -> None:
     """Clients that send WebSocket pings as fast as they can, and never read the
     pongs or answer the node's own ping, are dropped by the node's keep-alive
     while still flooding; the healthy pair does not notice."""
+    ping_interval, ping_timeout = 0.5, 1.0
     with trio.fail_after(30):
-        async with under_fire("ping-flood") as h:
-            bound = PING_INTERVAL + PING_TIMEOUT + CLOSE_TIMEOUT + SLACK
+        async with under_fire(
+            "ping-flood", ping_interval=ping_interval, ping_timeout=ping_timeout
+        ) as h:
+            bound = ping_interval + ping_timeout + CLOSE_TIMEOUT + SLACK
 
             async def flood(burst: int | None) -> None:
                 async with h.tcp() as raw:

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -41,25 +42,22 @@ from amop_trio._security.identity import (
     require_node_certificate,
 )
 from amop_trio._security.layout import find_node_certificates, load_signer
-from amop_trio._security.network_certs import create_network_certs
 from amop_trio._security.tls import client_context_from_dir
 from amop_trio._transport import ws_socket
 from amop_trio._transport.fd_stream import ReplayStream
 from amop_trio._wire.fisco3 import Frame, decode_frame, encode_frame, new_seq
 from amop_trio._wire.peer import Hello, PeerType, SignedPart, StatePart
 
-from .network import serve_replies
+from .conftest import p2p, serve_replies, wait_counts, wait_until
 
 TIMEOUT = 30
 MAX_FRAME = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def chain(network_certs: Path) -> Path:
     """Four nodes' certificates and both SDK directories, as ``amop certs`` makes them."""
-    root = tmp_path_factory.mktemp("network")
-    create_network_certs(root, 4)
-    return root
+    return network_certs
 
 
 def conf(chain: Path, i: int) -> Path:
@@ -67,34 +65,26 @@ def conf(chain: Path, i: int) -> Path:
 
 
 @asynccontextmanager
-async def linked_pair(chain: Path, **kwargs: object) -> AsyncIterator[tuple[Node, Node]]:
+async def linked_pair(chain: Path, **kwargs: Any) -> AsyncIterator[tuple[Node, Node]]:
     """node0 and node1 (which dials node0), linked."""
-    async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0), **kwargs) as a:  # type: ignore[arg-type]
+    async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0), **kwargs) as a:
         async with open_node(
             p2p_listen="127.0.0.1:0",
-            peers=[a.p2p_endpoint],
+            peers=[p2p(a)],
             certs=conf(chain, 1),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         ) as b:
             await wait_linked(a, b)
             yield a, b
 
 
 async def wait_linked(a: Node, b: Node) -> None:
-    with trio.fail_after(10):
-        while b.node_id not in a.network.links.live_peers() or (
-            a.node_id not in b.network.links.live_peers()
-        ):
-            await trio.sleep(0.01)
-
-
-async def wait_counts(node: Node, topic: str, expected: dict[str, int], within: float) -> float:
-    """Seconds until ``node`` sees ``expected`` subscriber counts of ``topic``."""
-    start = trio.current_time()
-    with trio.fail_after(within):
-        while node.network.directory.subscriber_counts(topic) != expected:
-            await trio.sleep(0.005)
-    return trio.current_time() - start
+    await wait_until(
+        lambda: (
+            b.node_id in a.network.links.live_peers() and a.node_id in b.network.links.live_peers()
+        ),
+        within=10,
+    )
 
 
 async def dial_p2p(node: Node, cert_dir: Path) -> ws_socket.FrameSocket:
@@ -256,10 +246,11 @@ async def test_forged_advertisements_are_dropped_and_go_no_further(
                 ]
                 for payload in forgeries:
                     await sock.send(encode_frame(Frame(PeerType.LINK_STATE, new_seq(), payload)))
-                with trio.fail_after(5):
-                    while a.network.flood.refused < len(forgeries):
-                        await trio.sleep(0.01)
-                await trio.sleep(0.3)  # anything passed on would have reached node1 by now
+                await wait_until(lambda: a.network.flood.refused >= len(forgeries))
+                # node0's next advertisement follows anything it passed on to node1.
+                async with open_amop(a.endpoint, certs=chain / "sdk") as marker:
+                    async with marker.subscribe("marker"):
+                        await wait_counts(b, "marker", {a.node_id: 1})
                 assert a.network.directory.subscriber_counts("mine") == {b.node_id: 1}
                 assert a.network.directory.state_of(node2) is None
                 assert b.network.flood.refused == 0  # nothing reached it
@@ -280,7 +271,7 @@ async def test_a_node_restarted_with_its_clock_an_hour_behind_is_heard_at_once(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         async with open_node(p2p_listen="127.0.0.1:0", certs=conf(chain, 0)) as a:
-            peers = [a.p2p_endpoint]
+            peers = [p2p(a)]
             async with open_node(p2p_listen="127.0.0.1:0", peers=peers, certs=conf(chain, 1)) as b:
                 await wait_linked(a, b)
                 async with open_amop(b.endpoint, certs=chain / "sdk") as subscriber:

@@ -1,19 +1,23 @@
 """Dead connections are found by ping, and a blocked connection holds senders back."""
 
+from functools import partial
+
 import pytest
 import trio
+import trio.testing
 
-from amop_trio import AmopTimeoutError, ConnectionLostError, open_amop, open_node
+from amop_trio import AmopClient, AmopTimeoutError, ConnectionLostError, Node, open_amop
 
+from .conftest import serve_replies
 from .proxy import open_proxy
 
 
-async def test_a_silent_node_is_declared_dead_by_ping_and_requests_fail_fast() -> None:
+async def test_a_silent_node_is_declared_dead_by_ping_and_requests_fail_fast(
+    node: Node, subscriber: AmopClient
+) -> None:
     with trio.fail_after(15):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_proxy(node.port) as proxy,
-            open_amop(node.endpoint) as subscriber,
             subscriber.subscribe("slow") as sub,
             open_amop(proxy.endpoint, ping_interval=0.3, ping_timeout=0.3, timeout=30) as client,
         ):
@@ -31,10 +35,9 @@ async def test_a_silent_node_is_declared_dead_by_ping_and_requests_fail_fast() -
             assert sub.statistics().queued <= 1
 
 
-async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> None:
+async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing(node: Node) -> None:
     with trio.fail_after(15):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_proxy(node.port) as proxy,
             open_amop(proxy.endpoint, ping_interval=30, outbox_size=4) as client,
         ):
@@ -50,7 +53,7 @@ async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> 
             async with trio.open_nursery() as nursery:
                 for _ in range(50):
                     nursery.start_soon(flood)
-                await trio.sleep(1.0)
+                await trio.testing.wait_all_tasks_blocked(0.2)  # until nothing moves any more
                 # Nothing is acknowledged through a frozen link, and what is buffered
                 # stays bounded by the outbox, not by the number of senders.
                 assert sent == 0
@@ -59,23 +62,19 @@ async def test_a_blocked_connection_makes_senders_wait_instead_of_queueing() -> 
                 nursery.cancel_scope.cancel()
 
 
-async def test_a_publish_timing_out_midframe_leaves_the_frame_whole_and_the_link_usable() -> None:
+async def test_a_publish_timing_out_midframe_leaves_the_frame_whole_and_the_link_usable(
+    node: Node, subscriber: AmopClient
+) -> None:
     """The timeout ends the wait, not the write: no half frame is left on the wire."""
     with trio.fail_after(30):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_proxy(node.port) as proxy,
-            open_amop(node.endpoint) as subscriber,
-            subscriber.subscribe("big") as sub,
             open_amop(proxy.endpoint, ping_interval=30) as client,
             trio.open_nursery() as nursery,
         ):
-
-            async def echo() -> None:
-                async for msg in sub:
-                    await msg.reply(msg.data[:4])
-
-            nursery.start_soon(echo)
+            await nursery.start(
+                partial(serve_replies, subscriber, "big", answer=lambda m: m.data[:4])
+            )
             proxy.freeze()
             with pytest.raises(AmopTimeoutError):
                 await client.publish("big", b"x" * (8 << 20), timeout=0.5)
@@ -85,13 +84,13 @@ async def test_a_publish_timing_out_midframe_leaves_the_frame_whole_and_the_link
             nursery.cancel_scope.cancel()
 
 
-async def test_by_default_a_frozen_node_is_left_within_about_two_seconds() -> None:
+async def test_by_default_a_frozen_node_is_left_within_about_two_seconds(
+    node: Node, subscriber: AmopClient
+) -> None:
     """As fast as nodes notice a dead neighbour; the application hears of it too."""
     with trio.fail_after(15):
         async with (
-            open_node("127.0.0.1:0") as node,
             open_proxy(node.port) as proxy,
-            open_amop(node.endpoint) as subscriber,
             subscriber.subscribe("slow"),
             open_amop(proxy.endpoint, timeout=30, reconnect=False) as client,
         ):

@@ -10,7 +10,8 @@ import trio
 
 from amop_trio import AmopError, MessageKind, NoSubscriberError, open_amop
 
-from .network import line, mesh, ring, running_network, serve_replies, wait_for_topic
+from .conftest import open_clients, serve_replies, wait_until
+from .network import line, mesh, ring, running_network, wait_for_topic
 
 
 async def test_line_of_four_carries_unicast_and_multicast_end_to_end() -> None:
@@ -100,34 +101,45 @@ async def test_stopping_a_middle_node_during_200_unicasts_answers_each_once_or_f
 async def test_full_mesh_multicast_reaches_each_subscriber_exactly_once() -> None:
     with trio.fail_after(60):
         async with running_network("ABCD", mesh("ABCD")) as net:
-            counts = {name: Counter() for name in "BCD"}
-            async with trio.open_nursery() as nursery:
-                clients = []
+            counts: dict[str, Counter[bytes]] = {name: Counter() for name in "BCD"}
+            async with (
+                open_clients(net["A"].endpoint, 1) as (pub,),
+                open_clients(net["B"].endpoint, 1) as (b,),
+                open_clients(net["C"].endpoint, 1) as (c,),
+                open_clients(net["D"].endpoint, 1) as (d,),
+                trio.open_nursery() as nursery,
+            ):
+                clients = {"A": pub, "B": b, "C": c, "D": d}
                 for name in "BCD":
-                    client = await nursery.start(_client_task, net[name].endpoint)
-                    clients.append(client)
-                    await nursery.start(serve_replies, client, "mesh", b"", counts[name])
+                    await nursery.start(serve_replies, clients[name], "mesh", b"", counts[name])
                 await wait_for_topic(net["A"].endpoint, "mesh", nodes=3)
-                async with open_amop(net["A"].endpoint) as pub:
-                    for i in range(100):
-                        await pub.broadcast("mesh", b"m%d" % i)
-                    with trio.fail_after(10):
-                        while any(sum(c.values()) < 100 for c in counts.values()):
-                            await trio.sleep(0.05)
-                    await trio.sleep(0.3)  # time for any duplicate to show up
-                for name, counter in counts.items():
-                    assert len(counter) == 100, name
-                    assert set(counter.values()) == {1}, (name, counter.most_common(2))
+                for i in range(100):
+                    await pub.broadcast("mesh", b"m%d" % i)
+                await pub.broadcast("mesh", b"end-A")
+                await wait_until(lambda: all(c[b"end-A"] for c in counts.values()), within=10)
+                # Every node has handled A's multicasts and passed on whatever it would; a
+                # marker from each node then follows, on each of its links, any copy it sent.
+                for name in "BCD":
+                    await wait_for_topic(net[name].endpoint, "mesh", nodes=2)
+                    await clients[name].broadcast("mesh", b"end-" + name.encode())
+                markers = {b"end-" + name.encode() for name in "ABCD"}
+                await wait_until(lambda: all(markers <= set(c) for c in counts.values()), within=10)
                 nursery.cancel_scope.cancel()
+            for name, counter in counts.items():
+                assert len(counter) == 100 + len(markers), name
+                assert set(counter.values()) == {1}, (name, counter.most_common(2))
 
 
 async def test_unicast_is_uniform_over_all_subscribers_of_the_network() -> None:
     with trio.fail_after(60):
         async with running_network("ABC", line("ABC")) as net:
             tally: Counter[bytes] = Counter()
-            async with trio.open_nursery() as nursery:
-                for name, tag in (("A", b"a1"), ("C", b"c1"), ("C", b"c2")):
-                    client = await nursery.start(_client_task, net[name].endpoint)
+            async with (
+                open_clients(net["A"].endpoint, 1) as (a1,),
+                open_clients(net["C"].endpoint, 2) as (c1, c2),
+                trio.open_nursery() as nursery,
+            ):
+                for client, tag in ((a1, b"a1"), (c1, b"c1"), (c2, b"c2")):
                     await nursery.start(serve_replies, client, "fair", tag + b":")
                 await wait_for_topic(net["B"].endpoint, "fair", nodes=2)
                 async with open_amop(net["B"].endpoint) as pub:
@@ -181,9 +193,3 @@ async def test_client_fails_over_between_endpoints_and_keeps_its_subscription() 
                 assert sub_client.reconnects >= 1
                 assert sub_client.endpoint.endswith(net["B"].endpoint + "/")
                 nursery.cancel_scope.cancel()
-
-
-async def _client_task(endpoint: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with open_amop(endpoint) as client:
-        task_status.started(client)
-        await trio.sleep_forever()

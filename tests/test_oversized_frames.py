@@ -9,27 +9,27 @@ import struct
 import pytest
 import trio
 
-from amop_trio import NodeLimits, open_amop, open_node
+from amop_trio import AmopClient, Node, NodeLimits
 from amop_trio._wire.rfc6455 import BINARY
 
 from . import spec_bytes as sb
-from .network import serve_replies
-from .test_transport_ws_socket import RawPeer, ws_frame
+from .conftest import serve_replies
+from .test_hostile import ws_frame
+from .test_transport_ws_socket import RawPeer
 
 LIMIT = 4096
 
 
+@pytest.mark.node(limits=NodeLimits(max_frame_size=LIMIT))
 async def test_oversized_ws_and_channel_frames_are_refused_and_logged(
+    node: Node,
+    subscriber: AmopClient,
+    publisher: AmopClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="amop_trio.node")
     with trio.fail_after(15):
-        async with (
-            open_node("127.0.0.1:0", limits=NodeLimits(max_frame_size=LIMIT)) as node,
-            open_amop(node.endpoint) as subscriber,
-            open_amop(node.endpoint) as publisher,
-            trio.open_nursery() as nursery,
-        ):
+        async with trio.open_nursery() as nursery:
             await nursery.start(serve_replies, subscriber, "t", b"re:")
             # ws: a handshake, then a message over the limit
             peer = await RawPeer.connect(node.port)

@@ -21,8 +21,9 @@ import pytest
 import trio
 import trio_websocket
 
-from amop_trio import open_node
+from amop_trio import Node
 
+from .conftest import wait_until
 from .spec_bytes import (
     AMOP_BROADCAST,
     AMOP_REQUEST,
@@ -61,8 +62,8 @@ class RawConn:
 
     async def receive_until(self, predicate: Callable[[RawFrame], bool]) -> RawFrame:
         """Frames may arrive interleaved: read until one matches, keeping the others."""
-        for i, frame in enumerate(self.backlog):
-            if predicate(frame):
+        for i, held in enumerate(self.backlog):
+            if predicate(held):
                 return self.backlog.pop(i)
         while True:
             message = await self.ws.get_message()
@@ -85,7 +86,7 @@ class RawConn:
         await self.send(pack_frame(HANDSHAKE, seq, json.dumps(hello).encode()))
         answer = await self.answer_to(seq)
         assert answer.status == 0, answer
-        info = json.loads(answer.payload)
+        info: dict[str, Any] = json.loads(answer.payload)
         version = info.get("protocolVersion")
         assert isinstance(version, int), info
         assert not isinstance(version, bool), info
@@ -118,13 +119,9 @@ async def read_forever(conn: RawConn) -> None:
         await conn.ws.get_message()
 
 
-async def wait_subscribed(node: Any, topic: str, count: int = 1) -> None:
+async def wait_subscribed(node: Node, topic: str, count: int = 1) -> None:
     """The spec requires no answer to AMOP_SUBTOPIC: poll the node's table."""
-    for _ in range(500):
-        if len(node.table.subscribers(topic)) >= count:
-            return
-        await trio.sleep(0.01)
-    raise AssertionError(f"the node did not register {count} subscriber(s) of {topic!r}")
+    await wait_until(lambda: len(node.table.subscribers(topic)) >= count)
 
 
 async def serve_one_unicast(sub: RawConn, topic: str, data: bytes, reply: bytes) -> None:
@@ -153,10 +150,9 @@ async def unicast(pub: RawConn, sub: RawConn, topic: str, data: bytes, reply: by
 # -- the scenario ---------------------------------------------------------------
 
 
-async def test_raw_client_scenario() -> None:
+async def test_raw_client_scenario(node: Node) -> None:
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0") as node,
             raw_connection(node.endpoint) as sub,
             raw_connection(node.endpoint) as pub,
         ):
@@ -222,12 +218,12 @@ async def test_raw_client_scenario() -> None:
             assert pub.backlog == []
 
 
-async def test_extensions_only_for_a_client_that_asks() -> None:
+@pytest.mark.node(node_id="raw-node")
+async def test_extensions_only_for_a_client_that_asks(node: Node) -> None:
     """amop_trio's extras (acknowledgements, status queries) for a client that asks in
     its handshake, with a grant that says what it got, its node id and frame limit."""
     with trio.fail_after(TIMEOUT):
         async with (
-            open_node("127.0.0.1:0", node_id="raw-node") as node,
             raw_connection(node.endpoint) as sub,
             raw_connection(node.endpoint) as pub,
         ):
@@ -261,13 +257,13 @@ async def test_extensions_only_for_a_client_that_asks() -> None:
 
 
 @pytest.mark.parametrize("ptype", [AMOP_REQUEST, AMOP_BROADCAST], ids=["unicast", "multicast"])
-async def test_malformed_request_answered_as_amop_response(ptype: int) -> None:
+async def test_malformed_request_answered_as_amop_response(node: Node, ptype: int) -> None:
     """docs/PROTOCOL.md sections 1 and 8: AMOP_RESPONSE (0x113) answers 0x111, and
     0x112 for a client granted "acks"; a malformed request gets 3005 and a text. It
     must come back as 0x113, not echoed as 0x111 / 0x112, which a client could take
     for an incoming delivery."""
     with trio.fail_after(TIMEOUT):
-        async with open_node("127.0.0.1:0") as node, raw_connection(node.endpoint) as pub:
+        async with raw_connection(node.endpoint) as pub:
             await pub.handshake(["acks"])  # a 3.x node never answers a multicast
             seq = new_seq()
             await pub.send(pack_frame(ptype, seq, BODY_HEAD.pack(0, 50) + b"t"))

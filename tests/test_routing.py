@@ -15,10 +15,11 @@ import trio
 
 from amop_trio import MessageKind, RejectedError, Status, open_amop
 from amop_trio._node import remote
+from amop_trio._wire.fisco3 import Frame
 from amop_trio._wire.peer import PeerType
 
-from .conftest import LOOPBACK, line, open_linked_nodes, start_node, wait_until
-from .network import free_port, serve_replies
+from .conftest import LOOPBACK, line, open_linked_nodes, serve_replies, start_node, wait_until
+from .network import free_port
 
 TIMEOUT = 20
 
@@ -101,15 +102,16 @@ async def test_a_lost_answer_is_replayed_from_the_target_nodes_cache() -> None:
             }
             origin, via, target = (nodes[i].node for i in (0, 1, 2))
             await wait_until(lambda: len(origin.network.directory.reachable()) == 4, within=10)
-            lost = []
+            lost: list[bytes] = []
             forward = via.network.remote.forward
 
-            def lose_replies(target_id, frame, *, origin, hop):  # type: ignore[no-untyped-def]
+            def lose_replies(target: str, frame: Frame, *, origin: str | None, hop: int) -> None:
                 if frame.type == PeerType.REPLY:
                     lost.append(frame.seq)
                     return
-                forward(target_id, frame, origin=origin, hop=hop)
+                forward(target, frame, origin=origin, hop=hop)
 
+            # node 1 drops the replies it should pass on
             via.network.remote.forward = lose_replies  # type: ignore[method-assign]
             async with (
                 open_amop(target.endpoint) as subscriber_client,

@@ -37,7 +37,7 @@ import pytest
 import trio
 import trio_websocket
 
-from .sdk_wire import NodeProcess, amop, amop_node, uuid4_seq
+from .sdk_wire import NodeProcess, amop_node, uuid4_seq
 from .spec_bytes import (
     AMOP_BROADCAST,
     AMOP_REQUEST,
@@ -153,10 +153,10 @@ async def cpp_sdk(port: int, sdk: Path, topics: list[str]) -> AsyncIterator[CppS
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cppsdk")
-    amop("certs", "--dir", str(root), "-n", "2")
-    return root
+def chain(network_certs: Path) -> Path:
+    """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
+    certificates, the SDKs'."""
+    return network_certs
 
 
 @pytest.fixture(scope="module")

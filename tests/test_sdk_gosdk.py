@@ -47,7 +47,6 @@ from .sdk_wire import (
     GoReader,
     NodeProcess,
     StreamReader,
-    amop,
     amop_node,
     channel_frame,
     channel_session,
@@ -166,11 +165,10 @@ async def go_subscriber(
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``amop certs -n 2``: a chain CA, two node certificates, the SDK's."""
-    root = tmp_path_factory.mktemp("gosdk")
-    amop("certs", "--dir", str(root), "-n", "2")
-    return root
+def chain(network_certs: Path) -> Path:
+    """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
+    certificates, the SDKs'."""
+    return network_certs
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,6 @@ from .sdk_wire import (
     Frame,
     NodeProcess,
     StreamReader,
-    amop,
     amop_node,
     channel_frame,
     channel_session,
@@ -169,10 +168,10 @@ async def serve_unicasts(conn: ChannelConn, count: int, seen: list[Frame]) -> No
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("java")
-    amop("certs", "--dir", str(root), "-n", "2")
-    return root
+def chain(network_certs: Path) -> Path:
+    """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
+    certificates, the SDKs'."""
+    return network_certs
 
 
 @pytest.fixture(scope="module")

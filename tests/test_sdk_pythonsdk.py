@@ -37,7 +37,6 @@ from .sdk_wire import (
     Frame,
     NodeProcess,
     PythonSdkReader,
-    amop,
     amop_node,
     channel_frame,
     channel_session,
@@ -47,10 +46,10 @@ from .sdk_wire import (
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pysdk")
-    amop("certs", "--dir", str(root), "-n", "1")
-    return root
+def chain(network_certs: Path) -> Path:
+    """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
+    certificates, the SDKs'."""
+    return network_certs
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +88,8 @@ async def test_python_sdk_init_and_heartbeats(chain: Path, node: NodeProcess) ->
         # getClientVersion and getGroupList (``bcosclient.py:207-225`` and 287-290) send
         # [] and [groupid]; a procedure declared without parameters takes any.
         for i, (method, params) in enumerate([("getClientVersion", []), ("getGroupList", [1])]):
-            body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": i + 2})
-            answer = await conn.request(RPC, uuid1_seq(), body.encode())
+            call = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": i + 2})
+            answer = await conn.request(RPC, uuid1_seq(), call.encode())
             assert answer.result == 0, answer
             assert "error" not in json.loads(answer.data), answer
         assert answer.data == b'{"id":3,"jsonrpc":"2.0","result":[1]}\n'

@@ -22,8 +22,8 @@ import trio
 from amop_trio import ConnectionLostError, NodeLimits, Subscription, open_amop, open_node
 from amop_trio._chain import wait_listening
 
-from .conftest import LOOPBACK, line, open_linked_nodes, wait_until
-from .network import free_port, serve_replies
+from .conftest import LOOPBACK, line, open_linked_nodes, serve_replies, wait_until
+from .network import free_port
 
 TIMEOUT = 20
 QUICK = NodeLimits(subscriber_timeout=0.3)
@@ -121,9 +121,12 @@ async def test_a_request_whose_publisher_gave_up_while_the_node_was_stopped_is_d
                 subscriber.subscribe("stale") as sub,
             ):
                 try:
-                    async with open_amop(endpoint, connect_timeout=1) as publisher:
+                    # it gives up on the stopped node after half a second of silence
+                    async with open_amop(
+                        endpoint, connect_timeout=1, ping_interval=0.2, ping_timeout=0.3
+                    ) as publisher:
                         process.send_signal(signal.SIGSTOP)
-                        with pytest.raises(ConnectionLostError):  # within about 2 s
+                        with pytest.raises(ConnectionLostError):
                             await publisher.publish("stale", b"given up", timeout=10)
                     # the publisher is closed: its end of the connection is gone
                 finally:

@@ -24,6 +24,8 @@ from amop_trio._security.certs import (
 )
 from amop_trio._security.network_certs import create_network_certs
 
+from .conftest import p2p, wait_until
+
 
 def chain(root: Path, name: str, *, nodes: int = 1, sdk_days: int = 3650) -> Path:
     """A chain CA with ``nodes`` node certificates and one SDK certificate."""
@@ -32,6 +34,10 @@ def chain(root: Path, name: str, *, nodes: int = 1, sdk_days: int = 3650) -> Pat
         create_node_cert(root / name / "ca", root / name / f"node{i}", f"node{i}")
     create_sdk_cert(root / name / "ca", root / name / "sdk", days=sdk_days)
     return root / name
+
+
+def tls_refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "tls_refused" in r.getMessage()]
 
 
 async def test_sdk_certificates_of_the_chain_get_in_and_others_are_refused(
@@ -53,8 +59,9 @@ async def test_sdk_certificates_of_the_chain_get_in_and_others_are_refused(
             with pytest.raises(ConnectError):
                 async with open_amop(f"ws://{node.endpoint}", reconnect=False):
                     pass
-            await trio.sleep(0.1)
-    refusals = [r.getMessage() for r in caplog.records if "tls_refused" in r.getMessage()]
+
+            await wait_until(lambda: len(tls_refusals(caplog)) >= 2)
+    refusals = tls_refusals(caplog)
     assert len(refusals) >= 2, refusals
     assert all("remote=127.0.0.1:" in line for line in refusals)
 
@@ -67,23 +74,21 @@ async def test_node_links_need_the_same_chain_ca(tmp_path: Path) -> None:
             open_node(
                 "127.0.0.1:0",
                 p2p_listen="127.0.0.1:0",
-                peers=[node0.p2p_endpoint],
+                peers=[p2p(node0)],
                 certs=ours / "node1",
             ) as node1,
             open_node(
                 "127.0.0.1:0",
                 p2p_listen="127.0.0.1:0",
-                peers=[node0.p2p_endpoint],
+                peers=[p2p(node0)],
                 certs=theirs / "node0",
             ) as stranger,
         ):
-            with trio.fail_after(5):
-                while node1.node_id not in node0.network.links.by_peer:
-                    await trio.sleep(0.02)
-            await trio.sleep(1.0)  # the stranger has had time to retry its dial
+            await wait_until(lambda: node1.node_id in node0.network.links.by_peer)
+            dialer = next(iter(stranger.network.links.dialers.values()))
+            await wait_until(lambda: dialer.attempts >= 3)  # refused, and refused again
             assert set(node0.network.links.by_peer) == {node1.node_id}
             assert stranger.network.links.by_peer == {}
-            dialer = next(iter(stranger.network.links.dialers.values()))
             assert dialer.state == "connecting"
             assert dialer.error
 
@@ -131,11 +136,10 @@ async def handshake(node: Node, ctx: ssl.SSLContext) -> tuple[str, str]:
         await trio.aclose_forcefully(stream)
 
 
-async def test_one_sdk_port_serves_2x_and_3x_clients(tmp_path: Path) -> None:
-    create_network_certs(tmp_path, 1)
-    sdk2, sdk3 = tmp_path / "sdk", tmp_path / "sdk3"
+async def test_one_sdk_port_serves_2x_and_3x_clients(network_certs: Path) -> None:
+    sdk2, sdk3 = network_certs / "sdk", network_certs / "sdk3"
     with trio.fail_after(20):
-        async with open_node("127.0.0.1:0", certs=tmp_path / "node0" / "conf") as node:
+        async with open_node("127.0.0.1:0", certs=network_certs / "node0" / "conf") as node:
             # python-sdk, Java SDK 2.x: TLS 1.2, secp256k1 only, secp256k1 certificate
             two = generation_client(sdk2, tls12=True, secp256k1=True)
             assert await handshake(node, two) == ("TLSv1.2", "secp256k1")
@@ -151,16 +155,15 @@ async def test_one_sdk_port_serves_2x_and_3x_clients(tmp_path: Path) -> None:
                     assert (await client.node_status())["nodeId"] == node.node_id
 
 
-async def test_both_directory_layouts_and_neither(tmp_path: Path) -> None:
-    create_network_certs(tmp_path, 1)
-    both = tmp_path / "node0" / "conf"
+async def test_both_directory_layouts_and_neither(tmp_path: Path, network_certs: Path) -> None:
+    both = network_certs / "node0" / "conf"
     only2, only3 = tmp_path / "only2", tmp_path / "only3"
     for layout, names in ((only2, ("node.crt", "node.key")), (only3, ("ssl.crt", "ssl.key"))):
         layout.mkdir()
         for name in ("ca.crt", *names):
             shutil.copy(both / name, layout / name)
-    two = generation_client(tmp_path / "sdk", tls12=True, secp256k1=True)
-    three = generation_client(tmp_path / "sdk3")
+    two = generation_client(network_certs / "sdk", tls12=True, secp256k1=True)
+    three = generation_client(network_certs / "sdk3")
     with trio.fail_after(30):
         async with open_node("127.0.0.1:0", certs=only2) as node:
             assert await handshake(node, two) == ("TLSv1.2", "secp256k1")
@@ -183,13 +186,14 @@ async def test_both_directory_layouts_and_neither(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-async def test_a_client_offering_tls13_with_secp256k1_and_p256_gets_tls12(tmp_path: Path) -> None:
+async def test_a_client_offering_tls13_with_secp256k1_and_p256_gets_tls12(
+    network_certs: Path,
+) -> None:
     """go-sdk 1.x offers TLS 1.3 and 1.2 with groups secp256k1 and P-256, and holds a
     secp256k1 certificate it cannot sign with in TLS 1.3: it must be served TLS 1.2."""
-    create_network_certs(tmp_path, 1)
-    sdk = tmp_path / "sdk"
+    sdk = network_certs / "sdk"
     with trio.fail_after(20):
-        async with open_node("127.0.0.1:0", certs=tmp_path / "node0" / "conf") as node:
+        async with open_node("127.0.0.1:0", certs=network_certs / "node0" / "conf") as node:
             command = ["openssl", "s_client", "-connect", f"127.0.0.1:{node.port}"]
             command += ["-groups", "secp256k1:prime256v1", "-verify_return_error", "-brief"]
             command += ["-CAfile", str(sdk / "ca.crt"), "-cert", str(sdk / "sdk.crt")]

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from amop_trio import MessageKind, open_amop, open_node
+from amop_trio import open_amop, open_node
 from amop_trio._node.limits import NodeLimits
 from amop_trio._transport import channel_socket, ws_socket
 from amop_trio._wire.fisco2 import (
@@ -32,6 +32,8 @@ from amop_trio._wire.fisco3 import (
     new_seq,
 )
 
+from .conftest import serve_replies
+
 #: Answers as large as this fill the kernel's buffers to a non-reading client in a few frames.
 PAYLOAD = 32 * 1024
 REQUESTS = 120
@@ -44,16 +46,9 @@ async def test_answers_to_a_client_that_never_reads_stay_bounded(protocol: str) 
         async with (
             open_node("127.0.0.1:0", limits=limits) as node,
             open_amop(node.endpoint) as responder,
-            responder.subscribe("echo") as subscription,
             trio.open_nursery() as nursery,
         ):
-
-            async def answer() -> None:
-                async for message in subscription:
-                    if message.kind is MessageKind.UNICAST:
-                        await message.reply(message.data)
-
-            nursery.start_soon(answer)
+            await nursery.start(serve_replies, responder, "echo")
             data = b"x" * PAYLOAD
             sock: ws_socket.FrameSocket | channel_socket.StreamSocket
             if protocol == "ws":

@@ -36,7 +36,7 @@ BROWSER = (
 
 def request(**overrides: bytes | None) -> bytes:
     """A good upgrade request with headers replaced (or, with None, left out)."""
-    headers = {
+    headers: dict[bytes, bytes | None] = {
         b"Host": b"x",
         b"Upgrade": b"websocket",
         b"Connection": b"Upgrade",
@@ -45,7 +45,7 @@ def request(**overrides: bytes | None) -> bytes:
     }
     first = overrides.pop("first", None) or b"GET / HTTP/1.1"
     for name, value in overrides.items():
-        headers[name.replace("_", "-").encode()] = value  # type: ignore[assignment]
+        headers[name.replace("_", "-").encode()] = value
     lines = [first] + [name + b": " + value for name, value in headers.items() if value is not None]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
@@ -134,7 +134,7 @@ def test_upgrade_tokens_are_matched_as_tokens_in_any_case() -> None:
     serve(request(Upgrade=b"h2c, websocket"))
 
 
-def answer(**overrides: bytes | None) -> bytes:
+def answer(**overrides: bytes | None) -> tuple[bytes, dict[bytes, bytes | None]]:
     headers = {
         b"Upgrade": b"websocket",
         b"Connection": b"Upgrade",
@@ -143,7 +143,7 @@ def answer(**overrides: bytes | None) -> bytes:
     first = overrides.pop("first", None) or b"HTTP/1.1 101 Switching Protocols"
     for name, value in overrides.items():
         headers[name.replace("_", "-").encode()] = value
-    return first, headers  # type: ignore[return-value]
+    return first, headers
 
 
 def client_verdict(first: bytes, headers: dict[bytes, bytes | None], extra: bytes = b"") -> bytes:
