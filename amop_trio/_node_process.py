@@ -139,6 +139,7 @@ async def start_node(
             with trio.CancelScope(shield=True):
                 await _kill(process)
                 started.close_lifeline()
+            forget_pid(config, process.pid)  # killed after it wrote it, the file is stale
     if ready != READY_LINE:
         if timed_out:
             detail = f"it did not report listening within {timeout:g} s"

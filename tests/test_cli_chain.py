@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from amop_trio import ConfigError, NoSubscriberError, open_amop, open_node
+from amop_trio import AmopError, ConfigError, NoSubscriberError, _node_process, open_amop, open_node
 from amop_trio._chain import load_config
 
 from .cli import AMOP, Arg, alive, error_line, free_port, free_ports, lines, run, run_all, spawn
@@ -346,3 +346,26 @@ async def test_insecure_plain_chain_records_the_choice_in_its_configs(tmp_path: 
     config = tmp_path / "node0" / "config.toml"
     assert "insecure_plain = true" in config.read_text()
     assert load_config(config).insecure_plain  # `amop node --config` passes allow_plain
+
+
+async def test_a_node_killed_for_not_starting_leaves_no_pid_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that wrote its pid file and then never said it listens is killed, and its
+    pid file goes with it: ``amop chain status`` must not find a stale pid there."""
+    config = tmp_path / "node0" / "config.toml"
+    config.parent.mkdir()
+    config.write_text("")
+    pid_file = config.parent / _node_process.PID_FILE
+    stuck = (
+        "import os, pathlib, sys, time; "
+        f"pathlib.Path({str(pid_file)!r}).write_text(f'{{os.getpid()}}\\n'); time.sleep(60)"
+    )
+
+    def command(config: Path, **_: object) -> list[str]:
+        return [sys.executable, "-c", stuck]
+
+    monkeypatch.setattr(_node_process, "node_command", command)
+    with pytest.raises(AmopError, match="did not report listening"):
+        await _node_process.start_node(config, detached=True, timeout=2)
+    assert not pid_file.exists()
