@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
-import signal
 import struct
 import subprocess
 import sys
@@ -55,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+import amop  # noqa: E402
 from _harness import format_table, percentile, proc_status  # noqa: E402
 
 MIB = 1024 * 1024
@@ -67,27 +66,8 @@ Seen = dict[str, Any]
 # -- the node ------------------------------------------------------------------------------
 
 
-class NodeProcess:
-    """``python -m amop_trio node`` on a free loopback port."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amop_trio", "node", "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.endpoint = ""
-
-    async def started(self) -> str:
-        assert self.proc.stdout is not None
-        with trio.fail_after(20):
-            line = await trio.to_thread.run_sync(self.proc.stdout.readline, abandon_on_cancel=True)
-        match = re.search(r"wss?://(\S+)", line)
-        if not match:
-            raise RuntimeError(f"amop node did not say where it listens: {line!r}")
-        self.endpoint = match.group(1).rstrip("/")
-        return self.endpoint
+class NodeProcess(amop.NodeProcess):
+    """``python -m amop_trio node`` on a free loopback port, with its peak RSS at hand."""
 
     @property
     def port(self) -> int:
@@ -106,17 +86,6 @@ class NodeProcess:
         except OSError:
             return False
         return True
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 # -- the benign client (a process of its own) ------------------------------------------------

@@ -27,14 +27,14 @@ from .._wire.budget import BufferBudget
 from .._wire.fisco2 import ChannelDecoder
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .fd_stream import open_stream
-from .stream_io import StreamIO
+from .stream_io import OverStreamIO, StreamIO
 from .ws_socket import CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT
 
 #: The scheme of channel endpoints: ``channel://host:port``.
 SCHEME = "channel"
 
 
-class StreamSocket:
+class StreamSocket(OverStreamIO):
     """One byte stream carrying channel frames. Safe for one reader and one writer task.
 
     ``heartbeat``, if given, makes a frame for ``ping`` to send (a client's
@@ -88,24 +88,6 @@ class StreamSocket:
     def try_send(self, frame: bytes) -> memoryview | None:
         """Send one frame as far as the kernel takes it now (see ``StreamIO.try_send``)."""
         return self._io.try_send(frame)
-
-    async def finish_send(self, rest: memoryview) -> None:
-        """Send the rest of the frame ``try_send`` began."""
-        await self._io.finish(rest)
-
-    @property
-    def heard_at(self) -> float:
-        """When bytes last came from the peer (``time.monotonic()``): a frame, a ping, a pong."""
-        return self._io.heard_at
-
-    @property
-    def quiet_for(self) -> float:
-        """How long the peer was silent before the bytes read last."""
-        return self._io.quiet_for
-
-    def peer_closed(self) -> bool:
-        """Whether the peer has closed its end already (see ``StreamIO.peer_closed``)."""
-        return self._io.peer_closed()
 
     async def receive(self) -> bytes:
         """The bytes of the next whole frame; ``WireError`` if the stream is not channel frames.

@@ -181,3 +181,27 @@ class StreamIO:
             raise self._lost(exc) from None
         finally:
             self._give_turn()
+
+
+class OverStreamIO:
+    """What a frame socket passes straight to its ``StreamIO`` (``self._io``)."""
+
+    _io: StreamIO
+
+    async def finish_send(self, rest: memoryview) -> None:
+        """Send the rest of the frame ``try_send`` began."""
+        await self._io.finish(rest)
+
+    @property
+    def heard_at(self) -> float:
+        """When bytes last came from the peer (``time.monotonic()``): a frame, a ping, a pong."""
+        return self._io.heard_at
+
+    @property
+    def quiet_for(self) -> float:
+        """How long the peer was silent before the bytes read last."""
+        return self._io.quiet_for
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end already (see ``StreamIO.peer_closed``)."""
+        return self._io.peer_closed()

@@ -35,7 +35,7 @@ from .._wire import rfc6455 as ws
 from .._wire.budget import BufferBudget
 from .._wire.ws_upgrade import ClientUpgrade, ServerUpgrade, UpgradeRefused
 from .fd_stream import RECEIVE_SIZE, open_stream
-from .stream_io import StreamIO
+from .stream_io import OverStreamIO, StreamIO
 
 #: Seconds a connection's opening (TLS and WebSocket upgrade) may take.
 HANDSHAKE_TIMEOUT = 10.0
@@ -47,7 +47,7 @@ WORK_PER_CHECKPOINT = 64
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-class FrameSocket:
+class FrameSocket(OverStreamIO):
     """One WebSocket carrying AMOP frames: one reader task, any number of senders.
 
     ``budget``, if given, holds the bytes of a message begun and not yet
@@ -103,24 +103,6 @@ class FrameSocket:
         if not self._io.can_try:
             return None
         return self._io.try_send(ws.encode_frame(ws.BINARY, frame, mask=self._mask))
-
-    async def finish_send(self, rest: memoryview) -> None:
-        """Send the rest of the frame ``try_send`` began."""
-        await self._io.finish(rest)
-
-    @property
-    def heard_at(self) -> float:
-        """When bytes last came from the peer (``time.monotonic()``): a frame, a ping, a pong."""
-        return self._io.heard_at
-
-    @property
-    def quiet_for(self) -> float:
-        """How long the peer was silent before the bytes read last."""
-        return self._io.quiet_for
-
-    def peer_closed(self) -> bool:
-        """Whether the peer has closed its end already (see ``StreamIO.peer_closed``)."""
-        return self._io.peer_closed()
 
     async def receive(self) -> bytes:
         """The next frame; ``ConnectionLostError`` once the peer or network is gone.
