@@ -16,7 +16,9 @@ import trio.testing
 
 from amop_trio._node.private import _VERIFY_PAUSE, RECHALLENGE_AFTER, PrivateTopics, Verifier
 from amop_trio._node.topic_table import TopicTable
-from amop_trio._wire.fisco2 import ChannelVerifyRequest
+from amop_trio._wire.fisco2_json import (
+    ChannelVerifyRequest,
+)
 from amop_trio._wire.topics import PUSH_PREFIX, new_challenge_topic, private_topic
 
 if TYPE_CHECKING:

@@ -12,20 +12,22 @@ from .._transport import channel_socket
 from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, encode_status_query
 from .._wire.fisco2 import (
     ChannelFrame,
-    ChannelHandshakeRequest,
-    ChannelHandshakeResponse,
     ChannelType,
-    ChannelVerifyRequest,
-    ChannelVerifyResult,
     channel_result_from_status,
     decode_channel_frame,
     decode_topic_body,
     encode_channel_frame,
-    encode_subscription,
     encode_topic_body,
-    heartbeat_request,
     new_channel_seq,
     status_from_channel_result,
+)
+from .._wire.fisco2_json import (
+    ChannelHandshakeRequest,
+    ChannelHandshakeResponse,
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+    encode_subscription,
+    heartbeat_request,
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status

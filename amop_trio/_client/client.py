@@ -32,7 +32,12 @@ from .._errors import (
 from .._groups import unwrapped_errors
 from .._log import log_event
 from .._security.paths import StrPath
-from .._wire.fisco2 import MAX_CHANNEL_TOPIC_BYTES, ChannelVerifyRequest
+from .._wire.fisco2 import (
+    MAX_CHANNEL_TOPIC_BYTES,
+)
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+)
 from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE
 from .._wire.topics import PUSH_PREFIX, VERIFY_PREFIX, private_topic
 from .config import CertSource, ClientConfig, make_config

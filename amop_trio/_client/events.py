@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._wire.fisco2 import ChannelVerifyRequest
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)

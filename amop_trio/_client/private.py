@@ -17,7 +17,10 @@ import trio
 
 from .._errors import AmopError
 from .._log import log_event
-from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+)
 from .message import MessageKind
 
 if TYPE_CHECKING:

@@ -36,7 +36,9 @@ from .._errors import (
 from .._log import log_event
 from .._requests import Deadlines
 from .._transport import channel_socket
-from .._wire.fisco2 import ChannelVerifyRequest
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+)
 from .._wire.topics import is_private_family
 from .channel_uplink import open_channel_uplink
 from .config import ClientConfig

@@ -31,7 +31,9 @@ from .._errors import (
 )
 from .._requests import Deadlines, Pending
 from .._transport.connection import FrameConnection, FrameTransport
-from .._wire.fisco2 import ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyResult,
+)
 from .._wire.fisco3 import new_seq
 from .._wire.status import Status
 from .cutover import Cutover, Side

@@ -11,7 +11,10 @@ from .._log import log_event
 from .._transport import ws_socket
 from .._transport.connection import FrameTransport
 from .._wire.extensions import ACKS, PRIVATE, STATUS, WS_EXTRAS, encode_status_query
-from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+)
 from .._wire.fisco3 import (
     EXT_RESPONSE,
     Frame,

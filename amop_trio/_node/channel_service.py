@@ -37,21 +37,23 @@ from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, Grant, decode_statu
 from .._wire.fisco2 import (
     MAX_CHANNEL_TOPIC_BYTES,
     ChannelFrame,
-    ChannelHandshakeRequest,
-    ChannelHandshakeResponse,
     ChannelType,
-    ChannelVerifyRequest,
-    ChannelVerifyResult,
     TopicBody,
     channel_result_from_status,
     decode_channel_frame,
-    decode_subscription,
     decode_topic_body,
     encode_channel_frame,
     encode_topic_body,
-    heartbeat_answer,
     new_channel_seq,
     status_from_channel_result,
+)
+from .._wire.fisco2_json import (
+    ChannelHandshakeRequest,
+    ChannelHandshakeResponse,
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+    decode_subscription,
+    heartbeat_answer,
 )
 from .._wire.fisco3 import Frame, PacketType, decode_amop_body, encode_amop_body
 from .._wire.peer import PeerType

@@ -27,7 +27,9 @@ import trio
 
 from .._log import log_event
 from .._transport import ws_socket
-from .._wire.fisco2 import ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyResult,
+)
 from .._wire.fisco3 import Frame, decode_frame
 from .._wire.peer import PeerType
 from .busy_poll import BusyPoll

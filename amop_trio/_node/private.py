@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from .._log import log_event
-from .._wire.fisco2 import ChannelVerifyRequest, ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+    ChannelVerifyResult,
+)
 from .._wire.fisco3 import Frame, new_seq
 from .._wire.peer import PeerType, VerifyNotice
 from .._wire.topics import PUSH_PREFIX, is_private, private_of_challenge

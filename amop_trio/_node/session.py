@@ -6,7 +6,9 @@ from typing import ClassVar, Protocol
 
 from .._errors import AmopError, ConnectionLostError
 from .._transport.connection import FrameConnection, FrameTransport
-from .._wire.fisco2 import ChannelVerifyRequest
+from .._wire.fisco2_json import (
+    ChannelVerifyRequest,
+)
 from .._wire.fisco3 import Frame, PacketType, encode_frame, new_seq
 from .._wire.peer import PeerType
 

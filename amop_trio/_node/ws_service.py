@@ -38,7 +38,9 @@ from .._wire.extensions import (
     Grant,
     decode_status_query,
 )
-from .._wire.fisco2 import ChannelVerifyResult
+from .._wire.fisco2_json import (
+    ChannelVerifyResult,
+)
 from .._wire.fisco3 import (
     EXT_RESPONSE,
     Frame,
