@@ -14,11 +14,15 @@ import pytest
 import trio
 import trio.testing
 
-from amop_trio._node.private import _VERIFY_PAUSE, RECHALLENGE_AFTER, PrivateTopics, Verifier
-from amop_trio._node.topic_table import TopicTable
-from amop_trio._wire.fisco2_json import (
-    ChannelVerifyRequest,
+from amop_trio._node.private import (
+    _VERIFY_PAUSE,
+    RECHALLENGE_AFTER,
+    RECHALLENGE_AFTER_VERDICT,
+    PrivateTopics,
+    Verifier,
 )
+from amop_trio._node.topic_table import TopicTable
+from amop_trio._wire.fisco2_json import ChannelVerifyRequest, ChannelVerifyResult
 from amop_trio._wire.topics import PUSH_PREFIX, new_challenge_topic, private_topic
 
 if TYPE_CHECKING:
@@ -139,3 +143,26 @@ async def test_changes_in_a_burst_share_one_pass(autojump_clock: trio.testing.Mo
     times = [when - start for when, _ in publisher.asked]
     assert times == pytest.approx([0, _VERIFY_PAUSE, _VERIFY_PAUSE, _VERIFY_PAUSE])
     assert [r.node_id for _, r in publisher.asked] == ["node0", "node1", "node2", "node3"]
+
+
+async def test_a_challenge_still_pending_after_its_verdict_is_pushed_again_soon(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The verdict went to a session that had gone: its subscriber reconnected with the
+    same challenge topic, and its node still reports it pending. The new session is
+    challenged ``RECHALLENGE_AFTER_VERDICT`` after the verdict, not ``RECHALLENGE_AFTER``
+    after the first challenge."""
+    directory, publisher = FakeDirectory(), Publisher()
+    checker = verifier(directory, publisher)
+    challenge = new_challenge_topic(PRIVATE)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run)
+        start = trio.current_time()
+        directory.states["far"] = State([challenge])
+        checker.wake()
+        await trio.sleep(0.2)
+        checker.verification_result(ChannelVerifyResult(0, "far", PRIVATE, challenge))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    times = [when - start for when, _ in publisher.asked]
+    assert times == pytest.approx([0, 0.2 + RECHALLENGE_AFTER_VERDICT])

@@ -46,6 +46,10 @@ logger = logging.getLogger("amop_trio.node")
 
 #: Seconds before a publisher's node challenges the same subscriber again.
 RECHALLENGE_AFTER = 5.0
+#: Seconds after a verdict before the same challenge may be pushed again, should its
+#: node still report it pending: the verdict reached a session that had gone (its
+#: subscriber reconnected meanwhile), and the new session waits for a challenge.
+RECHALLENGE_AFTER_VERDICT = 0.5
 
 
 class PrivateTopics:
@@ -159,6 +163,12 @@ class PrivateTopics:
             del self._challenged[key]
         return due
 
+    def answered(self, node: str, challenge: str, now: float) -> None:
+        """A publisher gave its verdict on ``challenge``: due again soon if still pending."""
+        key = (node, challenge)
+        if key in self._challenged:
+            self._challenged[key] = now - RECHALLENGE_AFTER + RECHALLENGE_AFTER_VERDICT
+
     def next_due(self) -> float:
         """When ``challenges_due`` may next have something to push again (inf: never)."""
         if not self._challenged:
@@ -237,7 +247,10 @@ class Verifier:
                 if node == result.node_id and private_of_challenge(challenge) == result.topic
             ]
         )
+        now = trio.current_time()
         for challenge in challenges:
+            self.private.answered(result.node_id, challenge, now)
+            self._wake.set()  # to sleep until the earlier due time
             notice = VerifyNotice(result.node_id, challenge, result.verified)
             self.on_notice(Frame(PeerType.VERIFY_NOTICE, new_seq(), notice.encode()))
 
