@@ -17,6 +17,7 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
 import trio
@@ -24,9 +25,18 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
 from amop_trio import AmopClient, Node, NodeLimits, RejectedError, open_amop, open_node
+from amop_trio._transport import connection
 
 from .conftest import open_linked_nodes, serve_replies, wait_until
-from .spec_bytes import AMOP_BROADCAST, HANDSHAKE, new_seq, pack_body, pack_frame, parse_frame
+from .spec_bytes import (
+    AMOP_BROADCAST,
+    AMOP_REQUEST,
+    HANDSHAKE,
+    new_seq,
+    pack_body,
+    pack_frame,
+    parse_frame,
+)
 
 KIB = 1024
 HEALTHY = "healthy"
@@ -353,3 +363,31 @@ async def test_frames_past_the_partial_frame_budget_close_only_their_connection(
     assert len(refusals) == 2, refusals
     assert f"announced={len(frame)}" in refusals[0]
     assert "budget=2150400" in refusals[0]
+
+
+async def test_answers_a_publisher_leaves_unread_are_bounded_and_then_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publisher sends tiny unicasts and stops reading; a subscriber answers each with
+    256 KiB. Past the outbox's limit plus ANSWER_OVERFLOW_BYTES, the node queues a short
+    3006 refusal instead of the answer, so the publisher costs a bounded amount."""
+    overflow = 2 * 1024 * 1024
+    monkeypatch.setattr(connection, "ANSWER_OVERFLOW_BYTES", overflow)
+    reply = b"r" * (256 * 1024)
+    with trio.fail_after(30):
+        async with (
+            open_node("127.0.0.1:0", request_timeout=20) as node,
+            open_amop(node.endpoint) as subscriber,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(partial(serve_replies, subscriber, "big", answer=lambda _m: reply))
+            raw = await RawWs.open(node.port)
+            await raw.handshake()
+            request = pack_frame(AMOP_REQUEST, new_seq(), pack_body("big", b"x"))
+            await raw.stream.send_all(masked(request) * 60)  # and never reads again
+            session = max(node.hub.sessions.values(), key=lambda s: s.id)
+            await wait_until(lambda: node.stats.unicasts >= 60 and session.requests == 0)
+            assert session._queued_bytes <= connection.DEFAULT_OUTBOX_BYTES + overflow
+            assert node.statistics().answers_dropped > 0
+            await trio.aclose_forcefully(raw.stream)
+            nursery.cancel_scope.cancel()

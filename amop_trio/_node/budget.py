@@ -35,6 +35,12 @@ from .limits import NodeLimits, NodeStatistics
 
 logger = logging.getLogger("amop_trio.node")
 
+#: What a publisher gets instead of an answer that its unread answers leave no room for
+#: (``FrameConnection.answer_fits``), with status 3006 (2.x: 103).
+ANSWER_DROPPED = (
+    b"answer dropped: the publisher's connection holds too many answers it has not read"
+)
+
 #: A partial frame this small is always taken (and counted, even past the budget):
 #: any frame may arrive in pieces, and one read takes this much at once, so a
 #: client's ordinary traffic never depends on what other clients hold.

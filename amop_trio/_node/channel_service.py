@@ -35,6 +35,7 @@ from .._errors import EncodeError, WireError
 from .._log import log_event
 from .._wire.extensions import ACKS, CHANNEL_EXTRAS, STATUS, Grant, decode_status_query
 from .._wire.fisco2 import (
+    HEADER_SIZE,
     MAX_CHANNEL_TOPIC_BYTES,
     ChannelFrame,
     ChannelType,
@@ -58,7 +59,7 @@ from .._wire.fisco2_json import (
 from .._wire.fisco3 import Frame, PacketType, decode_amop_body, encode_amop_body
 from .._wire.peer import PeerType
 from .._wire.status import Status
-from .budget import ConnectionBudget
+from .budget import ANSWER_DROPPED, ConnectionBudget
 from .hub import LocalHub
 from .limits import NodeLimits, NodeStatistics
 from .network import Network
@@ -171,6 +172,9 @@ class _ChannelRequest:
         session.requests -= 1
         self._account.release_pending(self._size)
         payload = encode_topic_body(self._topic, data) if status == 0 else data
+        if not session.answer_fits(len(payload) + HEADER_SIZE):
+            self._account.node.stats.answers_dropped += 1
+            status, payload = Status.OVERLOADED, ANSWER_DROPPED
         result = channel_result_from_status(status)
         session.send_answer_nowait(
             encode_channel_frame(

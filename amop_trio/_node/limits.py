@@ -150,3 +150,5 @@ class NodeStatistics:
     silent_subscribers: int = 0
     #: Requests dropped because their publisher had closed its connection before they were read.
     orphaned_requests: int = 0
+    #: Answers replaced by a refusal: their publisher left too many answers unread.
+    answers_dropped: int = 0

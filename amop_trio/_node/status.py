@@ -92,6 +92,7 @@ def node_status(node: Node, topics_from: int = 0) -> dict[str, Any]:
             "forwarded": stats.forwarded,
             "silentSubscribers": stats.silent_subscribers,
             "orphanedRequests": stats.orphaned_requests,
+            "answersDropped": stats.answers_dropped,
         },
         "budgets": node.hub.budget.status(),
         "linkCount": len(links["links"]),

@@ -54,7 +54,7 @@ from .._wire.fisco3 import (
 )
 from .._wire.peer import PeerType
 from .._wire.status import Status
-from .budget import ConnectionBudget
+from .budget import ANSWER_DROPPED, ConnectionBudget
 from .rpc import ws_rpc_answer
 from .service import Service, frame_handler
 from .session import Session
@@ -99,7 +99,11 @@ class _WsRequest:
         session = self._session
         session.requests -= 1
         self._account.release_pending(self._size)
-        session.send_answer_nowait(_answer_frame(self._frame, status, data))
+        answer = _answer_frame(self._frame, status, data)
+        if not session.answer_fits(len(answer)):
+            self._account.node.stats.answers_dropped += 1
+            answer = _answer_frame(self._frame, Status.OVERLOADED, ANSWER_DROPPED)
+        session.send_answer_nowait(answer)
 
 
 class SdkService(Service):

@@ -33,6 +33,9 @@ from .._errors import AmopError, ConnectionLostError, WireError
 CLOSE_PROTOCOL_ERROR = 1002
 #: Bytes an outbox may hold (besides the one frame it always takes).
 DEFAULT_OUTBOX_BYTES = 4 * 1024 * 1024
+#: Bytes of answers an outbox may hold past its byte limit (``send_answer_nowait``):
+#: what a peer that sends requests and stops reading their answers can cost.
+ANSWER_OVERFLOW_BYTES = 32 * 1024 * 1024
 #: At most this many queued frames, or about this many bytes, go out in one write.
 WRITE_BATCH = 64
 WRITE_BATCH_BYTES = 256 * 1024
@@ -188,11 +191,17 @@ class FrameConnection:
         a full outbox. What goes past the outbox's limits this way is bounded
         by the requests the peer has in flight, if the reader takes a request
         only once ``wait_room`` returns: at most that many answers
-        (``NodeLimits.max_pending`` for a node's session) beyond the limits.
+        (``NodeLimits.max_pending`` for a node's session) beyond the limits,
+        and in bytes by ``answer_fits``, which callers check first.
         """
         if self.closed:
             return False
         return self._take(data)
+
+    def answer_fits(self, size: int) -> bool:
+        """Whether an answer of ``size`` bytes stays within ``ANSWER_OVERFLOW_BYTES`` past
+        the outbox's byte limit; one that does not should be replaced by a short refusal."""
+        return self._queued_bytes + size <= self._max_bytes + ANSWER_OVERFLOW_BYTES
 
     async def wait_room(self) -> None:
         """Wait while the outbox is at its limits; returns at once if closing.
