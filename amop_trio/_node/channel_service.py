@@ -109,14 +109,18 @@ class ChannelSession(Session):
         data = _topic_body_of(body)
         if data is None:
             return None
-        return encode_channel_frame(ChannelFrame(ChannelType.AMOP_REQUEST, seq, data=data))
+        return self.within_limit(
+            encode_channel_frame(ChannelFrame(ChannelType.AMOP_REQUEST, seq, data=data))
+        )
 
     def multicast_frame(self, body: bytes) -> bytes | None:
         data = _topic_body_of(body)
         if data is None:
             return None
-        return encode_channel_frame(
-            ChannelFrame(ChannelType.AMOP_MULTICAST, new_channel_seq(), data=data)
+        return self.within_limit(
+            encode_channel_frame(
+                ChannelFrame(ChannelType.AMOP_MULTICAST, new_channel_seq(), data=data)
+            )
         )
 
 

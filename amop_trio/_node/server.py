@@ -48,6 +48,7 @@ from .._transport.channel_socket import StreamSocket
 from .._transport.fd_stream import connection_stream
 from .._transport.sniff import Protocol, sniff
 from .._transport.ws_socket import CLOSE_TIMEOUT, FrameSocket, server_handshake
+from .._wire.peer import LINK_FRAME_OVERHEAD
 from .budget import ConnectionBudget
 from .channel_service import ChannelService, ChannelSession
 from .hub import LocalHub
@@ -117,7 +118,7 @@ class Node:
             request_timeout=request_timeout,
             peers=tuple(peers),
             ssl_context=p2p_client_ssl_context,
-            max_frame_size=self.limits.max_frame_size,
+            max_frame_size=self.limits.max_frame_size + LINK_FRAME_OVERHEAD,
             busy_poll=busy_poll,
             signer=signer,
             verifier=verifier,
@@ -307,7 +308,8 @@ class Node:
         if protocol is None:
             return None
         inner = connection_stream(stream, prefix)
-        max_size = self.limits.max_frame_size
+        # A node link carries clients' frames with its own fields around them.
+        max_size = self.limits.max_frame_size if budget is not None else self.network.max_frame_size
         if protocol is Protocol.CHANNEL:
             return StreamSocket(inner, max_frame_size=max_size, remote=remote, budget=budget)
         return await server_handshake(inner, max_frame_size=max_size, remote=remote, budget=budget)
@@ -315,11 +317,15 @@ class Node:
     async def _run_session(
         self, sock: FrameSocket, account: ConnectionBudget | None = None
     ) -> None:
-        session = Session(next(self._ids), sock, self.limits.outbox_size)
+        session = Session(
+            next(self._ids), sock, self.limits.outbox_size, self.limits.max_frame_size
+        )
         await self._serve_session(session, account, partial(self.sdk.serve, session))
 
     async def _run_channel(self, sock: StreamSocket, account: ConnectionBudget | None) -> None:
-        session = ChannelSession(next(self._ids), sock, self.limits.outbox_size)
+        session = ChannelSession(
+            next(self._ids), sock, self.limits.outbox_size, self.limits.max_frame_size
+        )
         # The node never pings a channel client; its heartbeats must keep coming.
         half = self.limits.channel_idle_timeout / 2
         await self._serve_session(

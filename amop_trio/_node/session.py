@@ -9,7 +9,7 @@ from .._transport.connection import FrameConnection, FrameTransport
 from .._wire.fisco2_json import (
     ChannelVerifyRequest,
 )
-from .._wire.fisco3 import Frame, PacketType, encode_frame, new_seq
+from .._wire.fisco3 import DEFAULT_MAX_FRAME_SIZE, Frame, PacketType, encode_frame, new_seq
 from .._wire.peer import PeerType
 
 
@@ -34,9 +34,18 @@ class Session(FrameConnection):
     #: Sessions of one protocol share the frames of a multicast.
     protocol: ClassVar[str] = "ws"
 
-    def __init__(self, sid: int, sock: FrameTransport, outbox_size: int) -> None:
+    def __init__(
+        self,
+        sid: int,
+        sock: FrameTransport,
+        outbox_size: int,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
         super().__init__(sock, name=sock.remote, outbox_size=outbox_size)
         self.id = sid
+        #: The largest frame this node sends a client, as it takes none larger: a
+        #: message that grows past it on the way (a 2.x body made a ws one) is not sent.
+        self.max_frame_size = max_frame_size
         #: amop_trio extensions this client asked for and got in its handshake.
         self.extras: frozenset[str] = frozenset()
         #: Requests of this client in flight: each owes it one answer.
@@ -56,11 +65,15 @@ class Session(FrameConnection):
 
     def request_frame(self, seq: bytes, body: bytes) -> bytes | None:
         """The frame delivering unicast ``body`` under ``seq``; None if it cannot carry it."""
-        return encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body))
+        return self.within_limit(encode_frame(Frame(PacketType.AMOP_REQUEST, seq, body)))
 
     def multicast_frame(self, body: bytes) -> bytes | None:
         """The frame delivering multicast ``body``; None if it cannot carry it."""
-        return encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body))
+        return self.within_limit(encode_frame(Frame(PacketType.AMOP_BROADCAST, new_seq(), body)))
+
+    def within_limit(self, frame: bytes) -> bytes | None:
+        """``frame``, or None if it is larger than ``max_frame_size``."""
+        return frame if len(frame) <= self.max_frame_size else None
 
     def on_close(self, reason: str) -> None:
         deliveries, self.deliveries = self.deliveries, {}

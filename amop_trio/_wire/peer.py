@@ -25,6 +25,9 @@ from .json_payload import decode_json_object, encode_json
 #: Hops a packet may travel before it is dropped (loop guard).
 DEFAULT_HOP_LIMIT = 32
 MAX_NODE_ID_BYTES = 255
+#: Bytes a node link frame may hold beyond the largest client frame: a client's body
+#: travels with the origin's and target's ids, a hop count and a deadline around it.
+LINK_FRAME_OVERHEAD = 4 * MAX_NODE_ID_BYTES + 1024
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _UNICAST_HEAD = struct.Struct(">BI")
