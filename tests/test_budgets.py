@@ -11,6 +11,7 @@ back to the healthy pair's own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import struct
@@ -25,6 +26,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
 from amop_trio import AmopClient, Node, NodeLimits, RejectedError, open_amop, open_node
+from amop_trio._node.budget import TOPIC_OVERHEAD
 from amop_trio._transport import connection
 
 from .conftest import open_linked_nodes, serve_replies, wait_until
@@ -49,8 +51,8 @@ CHANNEL_REJECTED = 1004
 CHANNEL_FAILED = 3003
 LIMITS = NodeLimits(
     max_frame_size=1024 * KIB,
-    connection_topic_bytes=500,
-    node_topic_bytes=700,
+    connection_topic_bytes=64 * KIB,
+    node_topic_bytes=64 * KIB,
     connection_pending_bytes=600 * KIB,
     node_pending_bytes=1024 * KIB,
     node_partial_frame_bytes=2100 * KIB,
@@ -111,7 +113,7 @@ def counters(node: Node) -> tuple[int, int, int]:
 
 def at_rest(node: Node) -> bool:
     """The node holds only what the healthy pair holds: its topic, nothing pending or partial."""
-    return counters(node) == (len(HEALTHY), 0, 0)
+    return counters(node) == (len(HEALTHY) + TOPIC_OVERHEAD, 0, 0)
 
 
 def endpoint(node: Node, protocol: str) -> str:
@@ -119,6 +121,13 @@ def endpoint(node: Node, protocol: str) -> str:
 
 
 # -- topic bytes ------------------------------------------------------------------------------
+
+#: Room for 500 bytes of names in three topics a connection, 700 in five on the node.
+TOPIC_LIMITS = dataclasses.replace(
+    LIMITS,
+    connection_topic_bytes=500 + 3 * TOPIC_OVERHEAD,
+    node_topic_bytes=700 + 5 * TOPIC_OVERHEAD,
+)
 
 
 @pytest.mark.parametrize("protocol", ["ws", "channel"])
@@ -129,7 +138,7 @@ async def test_topics_past_a_budget_are_refused_and_the_session_keeps_its_set(
     node_wide = OVERLOADED if protocol == "ws" else CHANNEL_REJECTED
     a, b, c, d, e = (letter * 200 for letter in "abcde")
     with trio.fail_after(30):
-        async with open_node("127.0.0.1:0", limits=LIMITS) as node, healthy_pair(node):
+        async with open_node("127.0.0.1:0", limits=TOPIC_LIMITS) as node, healthy_pair(node):
             async with (
                 open_amop(endpoint(node, protocol)) as first,
                 first.subscribe(a),
@@ -137,22 +146,28 @@ async def test_topics_past_a_budget_are_refused_and_the_session_keeps_its_set(
             ):
                 refused = first.subscribe(c)
                 with pytest.raises(RejectedError) as caught:
-                    await refused.open()  # 600 bytes: past this connection's 500
+                    await refused.open()  # 600 bytes of names: past this connection's 500
                 assert caught.value.status == per_connection
-                assert "connection_topic_bytes of 500 bytes by 100 bytes" in str(caught.value)
+                limit, excess = 500 + 3 * TOPIC_OVERHEAD, 100
+                assert f"connection_topic_bytes of {limit:,} bytes by {excess:,} bytes" in str(
+                    caught.value
+                )
                 assert set(node.table.topics()) == {HEALTHY, a, b}
                 assert not refused.is_open  # the client dropped what the node refused
                 async with open_amop(endpoint(node, protocol)) as second, second.subscribe(d):
                     with pytest.raises(RejectedError) as caught:
                         await second.subscribe(e).open()  # 807 bytes on the node: past its 700
                     assert caught.value.status == node_wide
-                    assert "node_topic_bytes of 700 bytes by 107 bytes" in str(caught.value)
+                    limit, excess = 700 + 5 * TOPIC_OVERHEAD, 107
+                    assert f"node_topic_bytes of {limit:,} bytes by {excess:,} bytes" in str(
+                        caught.value
+                    )
                     assert set(node.table.topics()) == {HEALTHY, a, b, d}
                     # Both sessions go on, with the sets they had.
                     async with first.subscribe("small") as small:
                         await second.broadcast("small", b"still here")
                         assert (await small.receive()).data == b"still here"
-                    assert counters(node)[0] == len(HEALTHY) + 3 * 200
+                    assert counters(node)[0] == len(HEALTHY) + 3 * 200 + 4 * TOPIC_OVERHEAD
             await wait_until(lambda: at_rest(node))
 
 
@@ -163,16 +178,16 @@ async def test_a_2x_sdk_past_the_topic_budget_keeps_its_set_and_is_logged(
     caplog.set_level(logging.WARNING, logger="amop_trio.node")
     kept = {"u" * 250: 1, "v" * 250: 1}
     with trio.fail_after(30):
-        async with open_node("127.0.0.1:0", limits=LIMITS) as node:
+        async with open_node("127.0.0.1:0", limits=TOPIC_LIMITS) as node:
             stream = await trio.open_tcp_stream("127.0.0.1", node.port)
             try:
                 await stream.send_all(channel_frame(0x32, json.dumps(list(kept)).encode()))
                 await wait_until(lambda: node.table.topics() == kept)
-                refused = ["w" * 250, "x" * 251]  # 501 bytes: past this connection's 500
+                refused = ["w" * 250, "x" * 250, "y"]  # 501 bytes: past this connection's 500
                 await stream.send_all(channel_frame(0x32, json.dumps(refused).encode()))
                 await wait_until(lambda: "connection_topic_bytes" in caplog.text)
                 assert node.table.topics() == kept
-                assert counters(node) == (500, 0, 0)
+                assert counters(node) == (500 + 2 * TOPIC_OVERHEAD, 0, 0)
             finally:
                 await trio.aclose_forcefully(stream)
             await wait_until(lambda: counters(node) == (0, 0, 0))

@@ -41,6 +41,10 @@ ANSWER_DROPPED = (
     b"answer dropped: the publisher's connection holds too many answers it has not read"
 )
 
+#: Bytes each topic counts beside its UTF-8 name: what the node keeps for it in its
+#: table and link state. Short topics would otherwise cost many times what is counted.
+TOPIC_OVERHEAD = 256
+
 #: A partial frame this small is always taken (and counted, even past the budget):
 #: any frame may arrive in pieces, and one read takes this much at once, so a
 #: client's ordinary traffic never depends on what other clients hold.

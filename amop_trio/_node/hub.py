@@ -17,7 +17,7 @@ from .._errors import WireError
 from .._log import log_event
 from .._requests import Deadlines
 from .._wire.status import Status
-from .budget import ConnectionBudget, NodeBudget
+from .budget import TOPIC_OVERHEAD, ConnectionBudget, NodeBudget
 from .limits import NodeLimits, NodeStatistics
 from .session import Session
 from .topic_table import TopicTable
@@ -92,7 +92,8 @@ class LocalHub:
                 status=Status.INVALID_REQUEST,
             )
         wanted = set(topics)
-        refusal = self.accounts[session].set_topics(sum(len(t.encode()) for t in wanted))
+        size = sum(len(t.encode()) for t in wanted) + TOPIC_OVERHEAD * len(wanted)
+        refusal = self.accounts[session].set_topics(size)
         if refusal is not None:
             raise refusal.error()
         added, removed = self.table.set_topics(session, wanted)

@@ -43,8 +43,9 @@ class NodeLimits:
     refusal's text):
 
     * ``connection_topic_bytes`` (1 MiB): the UTF-8 bytes of one
-      connection's topics. A topic set past it is refused with 3005 (2.x:
-      104) and the connection keeps its previous set.
+      connection's topics, each counting ``budget.TOPIC_OVERHEAD`` (256)
+      more. A topic set past it is refused with 3005 (2.x: 104) and the
+      connection keeps its previous set.
     * ``node_topic_bytes`` (32 MiB): the same over all connections; past it,
       3006 (2.x: 103).
     * ``connection_pending_bytes`` (32 MiB): the bodies of one connection's
@@ -90,9 +91,9 @@ class NodeLimits:
     #: The chain id 2.x SDKs are told (``getClientVersion``, "Chain Id"): go-sdk 1.x
     #: refuses a node whose chain id differs from its configured one (1 by default).
     chain_id: str = "1"
-    #: UTF-8 bytes of one connection's topics.
+    #: UTF-8 bytes of one connection's topics, plus 256 per topic.
     connection_topic_bytes: int = 1 * _MiB
-    #: UTF-8 bytes of every connection's topics.
+    #: The same over every connection.
     node_topic_bytes: int = 32 * _MiB
     #: Bodies of one connection's unicasts in flight.
     connection_pending_bytes: int = 32 * _MiB
