@@ -1,7 +1,7 @@
 """A raw 2.x client written only from the byte tables of docs/PROTOCOL.md section 2, over TLS.
 
 Nothing here uses amop_trio's codec or client: frames are packed and parsed
-with ``struct`` by the helpers below and travel over a plain
+with ``struct`` by the helpers of ``sdk_wire`` and travel over a plain
 ``trio.open_ssl_over_tcp_stream``. From amop_trio come only the certificates
 (a chain CA, a node and an SDK certificate in ``tmp_path``), the client TLS
 context built from them, and ``open_node`` running the node under test, with
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,50 +27,34 @@ import trio
 from amop_trio import NodeLimits, open_node
 from amop_trio._security.tls import client_context_from_dir
 
-# -- the byte tables of docs/PROTOCOL.md section 2 ----------------------------------
+from .sdk_wire import (
+    AMOP_REQUEST,
+    AMOP_RESPONSE,
+    HANDSHAKE,
+    HEADER,
+    HEARTBEAT,
+    MULTICAST,
+    RPC,
+    SUBSCRIBE,
+    Frame,
+    channel_frame,
+    split_topic_body,
+    uuid4_seq,
+)
 
-RPC = 0x12
-HEARTBEAT = 0x13
-HANDSHAKE = 0x14
-AMOP_REQUEST = 0x30
-AMOP_RESPONSE = 0x31
-SUBSCRIBE = 0x32
-MULTICAST = 0x35
+# -- the byte tables of docs/PROTOCOL.md section 2 (frames: sdk_wire) -------------
 
 SUCCESS = 0
 REMOTE_PEER_UNAVAILABLE = 100  # no reachable node has a subscriber
 
-HEADER = struct.Struct(">IH32si")  # length, type, seq, result
 LENGTH = struct.Struct(">I")
 SEQ_RE = re.compile(rb"[0-9a-f]{32}")
 TIMEOUT = 10
 
 
-def new_seq() -> bytes:
-    return uuid.uuid4().hex.encode("ascii")
-
-
-def pack_frame(ptype: int, seq: bytes, data: bytes = b"", *, result: int = 0) -> bytes:
-    return HEADER.pack(HEADER.size + len(data), ptype, seq, result) + data
-
-
 def pack_topic_body(topic: bytes, data: bytes) -> bytes:
     # A naive u8 for topicLen: a 255-byte topic wraps to 0, as a C SDK's would.
     return bytes([(len(topic) + 1) & 0xFF]) + topic + data
-
-
-def unpack_topic_body(data: bytes) -> tuple[bytes, bytes]:
-    topic_len = data[0]
-    assert 2 <= topic_len <= len(data), f"bad topicLen in {data!r}"
-    return data[1:topic_len], data[topic_len:]
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    type: int
-    seq: bytes
-    result: int
-    data: bytes
 
 
 # -- certificates and connections ----------------------------------------------
@@ -94,7 +77,7 @@ class RawChannel:
     def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
         self.stream = stream
         self.buffer = b""
-        self.backlog: list[RawFrame] = []
+        self.backlog: list[Frame] = []
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -108,13 +91,13 @@ class RawChannel:
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    async def _receive(self) -> RawFrame:
+    async def _receive(self) -> Frame:
         head = await self._read(HEADER.size)
         length, ptype, seq, result = HEADER.unpack(head)
         assert length >= HEADER.size, f"length field {length} under the header size"
-        return RawFrame(ptype, seq, result, await self._read(length - HEADER.size))
+        return Frame(ptype, seq, result, await self._read(length - HEADER.size))
 
-    async def receive_until(self, predicate: Callable[[RawFrame], bool]) -> RawFrame:
+    async def receive_until(self, predicate: Callable[[Frame], bool]) -> Frame:
         for i, frame in enumerate(self.backlog):
             if predicate(frame):
                 return self.backlog.pop(i)
@@ -124,10 +107,10 @@ class RawChannel:
                 return frame
             self.backlog.append(frame)
 
-    async def request(self, ptype: int, data: bytes, *, result: int = 0) -> RawFrame:
+    async def request(self, ptype: int, data: bytes, *, result: int = 0) -> Frame:
         """Send a frame and wait for the frame with the same seq."""
-        seq = new_seq()
-        await self.send(pack_frame(ptype, seq, data, result=result))
+        seq = uuid4_seq()
+        await self.send(channel_frame(ptype, seq, data, result=result))
         return await self.receive_until(lambda f: f.seq == seq)
 
     async def handshake(self) -> dict[str, object]:
@@ -140,7 +123,7 @@ class RawChannel:
 
     async def subscribe(self, topics: list[str]) -> None:
         """Send the topic set (no answer), then a heartbeat to know it was handled."""
-        await self.send(pack_frame(SUBSCRIBE, new_seq(), json.dumps(topics).encode()))
+        await self.send(channel_frame(SUBSCRIBE, uuid4_seq(), json.dumps(topics).encode()))
         answer = await self.request(HEARTBEAT, b'{"heartBeat":0}')
         assert answer.type == HEARTBEAT, answer
 
@@ -176,8 +159,8 @@ async def test_handshake_and_heartbeats_by_negotiated_protocol(certs: Certs) -> 
             async with raw_channel(node.port, certs) as conn:
                 # Protocol-1 SDKs never handshake: heartbeats work before one,
                 # but an empty one (go-sdk, python-sdk) gets no answer.
-                silent = new_seq()
-                await conn.send(pack_frame(HEARTBEAT, silent, b""))
+                silent = uuid4_seq()
+                await conn.send(channel_frame(HEARTBEAT, silent, b""))
                 answer = await conn.request(HEARTBEAT, b"0")
                 assert (answer.type, answer.result, answer.data) == (HEARTBEAT, SUCCESS, b"1")
                 assert [f for f in conn.backlog if f.seq == silent] == []
@@ -196,7 +179,7 @@ async def test_handshake_and_heartbeats_by_negotiated_protocol(certs: Certs) -> 
             # A client that offers no version the node speaks is dropped, unanswered.
             async with raw_channel(node.port, certs) as conn:
                 hello = {"minimumSupport": 7, "maximumSupport": 9, "clientType": "future"}
-                await conn.send(pack_frame(HANDSHAKE, new_seq(), json.dumps(hello).encode()))
+                await conn.send(channel_frame(HANDSHAKE, uuid4_seq(), json.dumps(hello).encode()))
                 assert await closed_by_node(conn)
                 assert conn.backlog == []
 
@@ -216,24 +199,24 @@ async def test_unicast_with_reply_and_multicast_with_ack(certs: Certs) -> None:
             assert node.table.topics() == {"raw-topic": 1}
 
             # unicast: 0x30 to the subscriber under a node seq, its 0x31 back to pub
-            seq = new_seq()
-            await pub.send(pack_frame(AMOP_REQUEST, seq, pack_topic_body(topic, b"ping")))
+            seq = uuid4_seq()
+            await pub.send(channel_frame(AMOP_REQUEST, seq, pack_topic_body(topic, b"ping")))
             delivered = await sub.receive_until(lambda f: f.type == AMOP_REQUEST)
             assert SEQ_RE.fullmatch(delivered.seq), delivered
             assert delivered.seq != seq, delivered
-            assert unpack_topic_body(delivered.data) == (topic, b"ping")
+            assert split_topic_body(delivered.data) == (topic, b"ping")
             reply = pack_topic_body(topic, b"pong")
-            await sub.send(pack_frame(AMOP_RESPONSE, delivered.seq, reply))
+            await sub.send(channel_frame(AMOP_RESPONSE, delivered.seq, reply))
             answer = await pub.receive_until(lambda f: f.seq == seq)
             assert (answer.type, answer.result) == (AMOP_RESPONSE, SUCCESS), answer
-            assert unpack_topic_body(answer.data) == (topic, b"pong")
+            assert split_topic_body(answer.data) == (topic, b"pong")
 
             # multicast: the subscriber gets it, pub gets 0x31 with result 0 and its body
             body = pack_topic_body(topic, b"all")
             answer = await pub.request(MULTICAST, body)
             assert (answer.type, answer.result, answer.data) == (AMOP_RESPONSE, SUCCESS, body)
             delivered = await sub.receive_until(lambda f: f.type == MULTICAST)
-            assert unpack_topic_body(delivered.data) == (topic, b"all")
+            assert split_topic_body(delivered.data) == (topic, b"all")
             assert SEQ_RE.fullmatch(delivered.seq), delivered
 
             # unicast to a topic nobody subscribes: result 100
@@ -261,8 +244,8 @@ async def test_a_255_byte_topic_is_refused(certs: Certs) -> None:
 
             # In a subscription: the 254-byte topic is taken, the 255-byte one refused
             # and logged; a 0x32 is never answered, as on a 2.x node.
-            seq = new_seq()
-            await sub.send(pack_frame(SUBSCRIBE, seq, json.dumps([longest, too_long]).encode()))
+            seq = uuid4_seq()
+            await sub.send(channel_frame(SUBSCRIBE, seq, json.dumps([longest, too_long]).encode()))
             answer = await sub.request(HEARTBEAT, b'{"heartBeat":0}')
             assert answer.type == HEARTBEAT, answer
             assert [f for f in sub.backlog if f.seq == seq] == []
@@ -278,16 +261,18 @@ async def test_a_255_byte_topic_is_refused(certs: Certs) -> None:
             assert answer.result != SUCCESS, answer
 
             # Both connections carry on: the 254-byte topic works end to end.
-            seq = new_seq()
-            await pub.send(pack_frame(AMOP_REQUEST, seq, pack_topic_body(longest.encode(), b"q")))
+            seq = uuid4_seq()
+            await pub.send(
+                channel_frame(AMOP_REQUEST, seq, pack_topic_body(longest.encode(), b"q"))
+            )
             delivered = await sub.receive_until(lambda f: f.type == AMOP_REQUEST)
-            assert unpack_topic_body(delivered.data) == (longest.encode(), b"q")
+            assert split_topic_body(delivered.data) == (longest.encode(), b"q")
             await sub.send(
-                pack_frame(AMOP_RESPONSE, delivered.seq, pack_topic_body(longest.encode(), b"a"))
+                channel_frame(AMOP_RESPONSE, delivered.seq, pack_topic_body(longest.encode(), b"a"))
             )
             answer = await pub.receive_until(lambda f: f.seq == seq)
             assert answer.result == SUCCESS
-            assert unpack_topic_body(answer.data) == (longest.encode(), b"a")
+            assert split_topic_body(answer.data) == (longest.encode(), b"a")
 
 
 async def test_json_rpc_answers_and_unknown_types_are_ignored(certs: Certs) -> None:
@@ -313,8 +298,8 @@ async def test_json_rpc_answers_and_unknown_types_are_ignored(certs: Certs) -> N
             assert "AMOP only" in error["error"]["message"]
 
             for ptype in (0x77, 0x1010, 0x15):  # 0x1010 only for clients that ask for it
-                seq = new_seq()
-                await conn.send(pack_frame(ptype, seq, b"?"))
+                seq = uuid4_seq()
+                await conn.send(channel_frame(ptype, seq, b"?"))
                 answer = await conn.request(HEARTBEAT, b"0")  # still connected
                 assert answer.data == b'{"heartBeat":1}\n'
                 assert [f for f in conn.backlog if f.seq == seq] == []
