@@ -41,6 +41,8 @@ import trio
 import amop_trio
 from amop_trio import AmopClient, Message, MessageKind, Node, Subscription, open_amop, open_node
 
+from .sdk_wire import NodeProcess, amop_node
+
 if TYPE_CHECKING:
     from amop_trio._client.client import KeySource
 
@@ -214,6 +216,15 @@ def chain_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         create_node_cert(root / "ca", root / f"node{i}", f"node{i}")
     create_sdk_cert(root / "ca", root / "sdk")
     return root
+
+
+@pytest.fixture(scope="module")
+def nodes(network_certs: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """Two linked ``amop node`` processes on ``network_certs``, as ``amop chain -n 2``
+    runs them: what the SDK conformance modules connect to."""
+    with amop_node(network_certs / "node0" / "conf") as node0:
+        with amop_node(network_certs / "node1" / "conf", peers=(node0.p2p_port,)) as node1:
+            yield node0, node1
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import pytest
 import trio
 import trio_websocket
 
-from .sdk_wire import NodeProcess, amop_node, uuid4_seq
+from .sdk_wire import NodeProcess, uuid4_seq
 from .spec_bytes import (
     AMOP_BROADCAST,
     AMOP_REQUEST,
@@ -157,13 +157,6 @@ def chain(network_certs: Path) -> Path:
     """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
     certificates, the SDKs'."""
     return network_certs
-
-
-@pytest.fixture(scope="module")
-def nodes(chain: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    with amop_node(chain / "node0" / "conf") as node0:
-        with amop_node(chain / "node1" / "conf", peers=(node0.p2p_port,)) as node1:
-            yield node0, node1
 
 
 async def test_cpp_sdk_handshake_topics_and_amop(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -169,14 +169,6 @@ def chain(network_certs: Path) -> Path:
     """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
     certificates, the SDKs'."""
     return network_certs
-
-
-@pytest.fixture(scope="module")
-def nodes(chain: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    """Two linked ``amop node`` processes, as ``amop chain -n 2`` runs them."""
-    with amop_node(chain / "node0" / "conf") as node0:
-        with amop_node(chain / "node1" / "conf", peers=(node0.p2p_port,)) as node1:
-            yield node0, node1
 
 
 async def test_dial_sequence_and_heartbeat(chain: Path, nodes: tuple[NodeProcess, ...]) -> None:

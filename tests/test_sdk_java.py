@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -56,7 +56,6 @@ from .sdk_wire import (
     Frame,
     NodeProcess,
     StreamReader,
-    amop_node,
     channel_frame,
     channel_session,
     split_topic_body,
@@ -172,13 +171,6 @@ def chain(network_certs: Path) -> Path:
     """What ``amop certs -n 4`` makes (made once for the session): a chain CA, node
     certificates, the SDKs'."""
     return network_certs
-
-
-@pytest.fixture(scope="module")
-def nodes(chain: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    with amop_node(chain / "node0" / "conf") as node0:
-        with amop_node(chain / "node1" / "conf", peers=(node0.p2p_port,)) as node1:
-            yield node0, node1
 
 
 async def test_java_sdk_connect_and_amop(chain: Path, nodes: tuple[NodeProcess, ...]) -> None:
