@@ -18,7 +18,15 @@ from amop_trio._node import remote
 from amop_trio._wire.fisco3 import Frame
 from amop_trio._wire.peer import PeerType
 
-from .conftest import LOOPBACK, line, open_linked_nodes, serve_replies, start_node, wait_until
+from .conftest import (
+    LOOPBACK,
+    BackgroundNode,
+    line,
+    open_linked_nodes,
+    serve_replies,
+    start_node,
+    wait_until,
+)
 from .network import free_port
 
 TIMEOUT = 20
@@ -45,19 +53,23 @@ async def test_a_unicast_and_its_reply_cross_a_middle_node() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def start_square(nursery: trio.Nursery) -> dict[int, BackgroundNode]:
+    """Nodes 0-1-2 and 0-3-2 in ``nursery``: two paths from node 0 to node 2."""
+    p2p = {i: f"127.0.0.1:{free_port()}" for i in range(4)}
+    peers = {0: [], 1: [p2p[0]], 3: [p2p[0]], 2: [p2p[1], p2p[3]]}
+    return {
+        i: await start_node(
+            nursery, LOOPBACK, p2p_listen=p2p[i], peers=peers[i], node_id=f"node-{i}"
+        )
+        for i in (0, 1, 3, 2)
+    }
+
+
 async def test_a_request_whose_path_breaks_is_re_sent_and_delivered_once() -> None:
     """The square 0-1-2, 0-3-2: node 1 dies while a request waits at node 2."""
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            ports = {i: free_port() for i in range(4)}
-            p2p = {i: f"127.0.0.1:{ports[i]}" for i in ports}
-            peers = {0: [], 1: [p2p[0]], 3: [p2p[0]], 2: [p2p[1], p2p[3]]}
-            nodes = {
-                i: await start_node(
-                    nursery, LOOPBACK, p2p_listen=p2p[i], peers=peers[i], node_id=f"node-{i}"
-                )
-                for i in (0, 1, 3, 2)
-            }
+            nodes = await start_square(nursery)
             origin, via, other, target = (nodes[i].node for i in (0, 1, 3, 2))
             await wait_until(lambda: len(origin.network.directory.reachable()) == 4, within=10)
             async with (
@@ -91,15 +103,7 @@ async def test_a_lost_answer_is_replayed_from_the_target_nodes_cache() -> None:
     """Node 1 loses the reply; after the path changes, node 2 answers the repeat from cache."""
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            ports = {i: free_port() for i in range(4)}
-            p2p = {i: f"127.0.0.1:{ports[i]}" for i in ports}
-            peers = {0: [], 1: [p2p[0]], 3: [p2p[0]], 2: [p2p[1], p2p[3]]}
-            nodes = {
-                i: await start_node(
-                    nursery, LOOPBACK, p2p_listen=p2p[i], peers=peers[i], node_id=f"node-{i}"
-                )
-                for i in (0, 1, 3, 2)
-            }
+            nodes = await start_square(nursery)
             origin, via, target = (nodes[i].node for i in (0, 1, 2))
             await wait_until(lambda: len(origin.network.directory.reachable()) == 4, within=10)
             lost: list[bytes] = []
