@@ -78,6 +78,28 @@ async def linked_pair(chain: Path, **kwargs: Any) -> AsyncIterator[tuple[Node, N
             yield a, b
 
 
+@asynccontextmanager
+async def pair_serving_mine(chain: Path) -> AsyncIterator[tuple[Node, Node]]:
+    """A linked pair whose node1 has a subscriber answering "mine" with ``node1:``."""
+    async with (
+        linked_pair(chain) as (a, b),
+        open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(serve_replies, subscriber, "mine", b"node1:")
+        await wait_counts(a, "mine", {b.node_id: 1}, 5)
+        yield a, b
+        nursery.cancel_scope.cancel()
+
+
+async def assert_node1_answers(a: Node, chain: Path) -> None:
+    """20 unicasts from node0 on "mine", each answered by node1's subscriber."""
+    async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
+        for i in range(20):
+            reply = await publisher.publish("mine", b"%d" % i, timeout=5)
+            assert reply == b"node1:%d" % i
+
+
 async def wait_linked(a: Node, b: Node) -> None:
     await wait_until(
         lambda: (
@@ -183,25 +205,15 @@ async def test_a_node_cannot_claim_another_nodes_id(
 ) -> None:
     caplog.set_level(logging.INFO, logger="amop_trio.node")
     with trio.fail_after(TIMEOUT):
-        async with linked_pair(chain) as (a, b):
-            async with (
-                open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
-                trio.open_nursery() as nursery,
-            ):
-                await nursery.start(serve_replies, subscriber, "mine", b"node1:")
-                await wait_counts(a, "mine", {b.node_id: 1}, 5)
-                link_before = a.network.links.by_peer[b.node_id]
-                # node2's real certificate, but HELLO says node1.
-                for _ in range(5):
-                    sock = await dial_p2p(a, conf(chain, 2))
-                    assert not await say_hello(sock, b.node_id)
-                    await sock.aclose()
-                assert a.network.links.by_peer[b.node_id] is link_before
-                async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
-                    for i in range(20):
-                        reply = await publisher.publish("mine", b"%d" % i, timeout=5)
-                        assert reply == b"node1:%d" % i
-                nursery.cancel_scope.cancel()
+        async with pair_serving_mine(chain) as (a, b):
+            link_before = a.network.links.by_peer[b.node_id]
+            # node2's real certificate, but HELLO says node1.
+            for _ in range(5):
+                sock = await dial_p2p(a, conf(chain, 2))
+                assert not await say_hello(sock, b.node_id)
+                await sock.aclose()
+            assert a.network.links.by_peer[b.node_id] is link_before
+            await assert_node1_answers(a, chain)
     refused = log_lines(caplog, "link_refused")
     assert sum("HELLO names node" in line for line in refused) == 5, refused
 
@@ -225,42 +237,32 @@ async def test_forged_advertisements_are_dropped_and_go_no_further(
 ) -> None:
     caplog.set_level(logging.INFO, logger="amop_trio.node")
     with trio.fail_after(TIMEOUT):
-        async with linked_pair(chain) as (a, b):
-            async with (
-                open_amop(b.endpoint, certs=chain / "sdk") as subscriber,
-                trio.open_nursery() as nursery,
-            ):
-                await nursery.start(serve_replies, subscriber, "mine", b"node1:")
-                await wait_counts(a, "mine", {b.node_id: 1}, 5)
-                b_version = b.network.flood.version
-                # The attacker holds node2's real certificate and says so.
-                node2 = find_node_certificates(conf(chain, 2)).node_id
-                sock = await dial_p2p(a, conf(chain, 2))
-                assert await say_hello(sock, node2)
-                huge = (b_version[0] + 10**12, 0)
-                forgeries = [
-                    forged_part(conf(chain, 2), b.node_id, huge),  # node1's id, node2's key
-                    forged_part(conf(chain, 1), node2, huge, tamper=True),  # body changed after
-                    forged_part(conf(chain, 2), node2, huge, tamper=True),  # own id, bad signature
-                    build_parts(b.node_id, huge, neighbours=(), counts={}).parts[0],  # unsigned
-                ]
-                for payload in forgeries:
-                    await sock.send(encode_frame(Frame(PeerType.LINK_STATE, new_seq(), payload)))
-                await wait_until(lambda: a.network.flood.refused >= len(forgeries))
-                # node0's next advertisement follows anything it passed on to node1.
-                async with open_amop(a.endpoint, certs=chain / "sdk") as marker:
-                    async with marker.subscribe("marker"):
-                        await wait_counts(b, "marker", {a.node_id: 1})
-                assert a.network.directory.subscriber_counts("mine") == {b.node_id: 1}
-                assert a.network.directory.state_of(node2) is None
-                assert b.network.flood.refused == 0  # nothing reached it
-                assert b.network.flood.version[0] == b_version[0]
-                async with open_amop(a.endpoint, certs=chain / "sdk") as publisher:
-                    for i in range(20):
-                        reply = await publisher.publish("mine", b"%d" % i, timeout=5)
-                        assert reply == b"node1:%d" % i
-                await sock.aclose()
-                nursery.cancel_scope.cancel()
+        async with pair_serving_mine(chain) as (a, b):
+            b_version = b.network.flood.version
+            # The attacker holds node2's real certificate and says so.
+            node2 = find_node_certificates(conf(chain, 2)).node_id
+            sock = await dial_p2p(a, conf(chain, 2))
+            assert await say_hello(sock, node2)
+            huge = (b_version[0] + 10**12, 0)
+            forgeries = [
+                forged_part(conf(chain, 2), b.node_id, huge),  # node1's id, node2's key
+                forged_part(conf(chain, 1), node2, huge, tamper=True),  # body changed after
+                forged_part(conf(chain, 2), node2, huge, tamper=True),  # own id, bad signature
+                build_parts(b.node_id, huge, neighbours=(), counts={}).parts[0],  # unsigned
+            ]
+            for payload in forgeries:
+                await sock.send(encode_frame(Frame(PeerType.LINK_STATE, new_seq(), payload)))
+            await wait_until(lambda: a.network.flood.refused >= len(forgeries))
+            # node0's next advertisement follows anything it passed on to node1.
+            async with open_amop(a.endpoint, certs=chain / "sdk") as marker:
+                async with marker.subscribe("marker"):
+                    await wait_counts(b, "marker", {a.node_id: 1})
+            assert a.network.directory.subscriber_counts("mine") == {b.node_id: 1}
+            assert a.network.directory.state_of(node2) is None
+            assert b.network.flood.refused == 0  # nothing reached it
+            assert b.network.flood.version[0] == b_version[0]
+            await assert_node1_answers(a, chain)
+            await sock.aclose()
     refused = log_lines(caplog, "advert_refused")
     assert refused
     assert "not by its origin" in refused[0], refused
